@@ -1,0 +1,344 @@
+// Package backend is baton's Redis result backend: per-task state records,
+// results and errors, chord joins, workflow records, and waiting for a result
+// without polling (Redis pub/sub with a state re-check on every subscribe).
+//
+// Records move PENDING → STARTED → (RETRY → STARTED)* → SUCCESS | FAILURE |
+// REVOKED. Terminal states are never overwritten: every write is a Lua script
+// that checks the current state first. Every key has a TTL (Options.ResultTTL).
+package backend
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ResultTTLDefault is how long records are kept when Options.ResultTTL is unset.
+const ResultTTLDefault = 24 * time.Hour
+
+// ErrNotFound is returned for an id the backend has no record of.
+var ErrNotFound = errors.New("baton: task not found")
+
+// Options configure a Backend.
+type Options struct {
+	// ResultTTL is how long a record is kept after its last write. Defaults to
+	// ResultTTLDefault (24h). Zero means "use the default"; a negative value
+	// is rejected (records cannot expire immediately).
+	ResultTTL time.Duration
+}
+
+// Backend reads and writes task records in Redis.
+type Backend struct {
+	rdb   redis.UniversalClient
+	ttl   time.Duration
+	ttlMS string
+	pipe  *pipeliner
+	hub   *hub
+}
+
+// New returns a Backend on rdb. Close it to stop its background goroutines;
+// rdb stays open (the caller owns it).
+func New(rdb redis.UniversalClient, opts Options) (*Backend, error) {
+	if opts.ResultTTL < 0 {
+		return nil, fmt.Errorf("backend: ResultTTL %v is negative: records cannot expire immediately; use a positive duration such as 24h", opts.ResultTTL)
+	}
+	if opts.ResultTTL == 0 {
+		opts.ResultTTL = ResultTTLDefault
+	}
+	if opts.ResultTTL < time.Second {
+		return nil, fmt.Errorf("backend: ResultTTL %v is under 1s: results would vanish before anyone reads them; use e.g. 24h", opts.ResultTTL)
+	}
+	b := &Backend{
+		rdb:   rdb,
+		ttl:   opts.ResultTTL,
+		ttlMS: strconv.FormatInt(opts.ResultTTL.Milliseconds(), 10),
+	}
+	b.pipe = newPipeliner(rdb)
+	b.hub = newHub(b)
+	return b, nil
+}
+
+// Close stops the backend's goroutines. The Redis client is not closed.
+func (b *Backend) Close() error {
+	b.hub.close()
+	b.pipe.close()
+	return nil
+}
+
+// Redis returns the client the backend writes to.
+func (b *Backend) Redis() redis.UniversalClient { return b.rdb }
+
+// TTL is how long records are kept.
+func (b *Backend) TTL() time.Duration { return b.ttl }
+
+// Meta describes a task at enqueue time.
+type Meta struct {
+	ID         string
+	Kind       string
+	Queue      string
+	ParentID   string
+	WorkflowID string
+	EnqueuedAt time.Time
+	// RunAt is when the task is due (Countdown/ETA); its record is kept
+	// until RunAt + ResultTTL so a long countdown does not outlive it.
+	RunAt time.Time
+}
+
+func (b *Backend) ttlFor(runAt time.Time) string {
+	if d := time.Until(runAt); d > 0 {
+		return strconv.FormatInt((d + b.ttl).Milliseconds(), 10)
+	}
+	return b.ttlMS
+}
+
+func (m Meta) fields() []any {
+	f := []any{fKind, m.Kind, fQueue, m.Queue, fEnqueued, ms(m.EnqueuedAt)}
+	if m.ParentID != "" {
+		f = append(f, fParent, m.ParentID)
+	}
+	if m.WorkflowID != "" {
+		f = append(f, fWorkflow, m.WorkflowID)
+	}
+	return f
+}
+
+// MarkPending records tasks as PENDING, in one round trip. A task that has a
+// record already (a duplicate submission, or a worker that got there first)
+// keeps it.
+func (b *Backend) MarkPending(ctx context.Context, metas ...Meta) error {
+	p, err := b.StartPending(ctx, metas...)
+	if err != nil {
+		return err
+	}
+	_, err = p.Wait(ctx)
+	return err
+}
+
+// PendingWrite is a MarkPending in flight, so a producer can enqueue the task
+// while its record is written.
+type PendingWrite struct {
+	b     *Backend
+	calls []*call
+}
+
+// StartPending begins MarkPending without waiting for it.
+func (b *Backend) StartPending(ctx context.Context, metas ...Meta) (*PendingWrite, error) {
+	calls := make([]*call, len(metas))
+	for i, m := range metas {
+		args := append([]any{b.ttlFor(m.RunAt)}, m.fields()...)
+		calls[i] = &call{script: pendingScript, keys: []string{TaskKey(m.ID)}, args: args}
+	}
+	if err := b.pipe.submit(ctx, calls...); err != nil {
+		return nil, fmt.Errorf("backend: record pending: %w", err)
+	}
+	return &PendingWrite{b: b, calls: calls}, nil
+}
+
+// Wait returns, per task, whether this write created its record.
+func (p *PendingWrite) Wait(ctx context.Context) ([]bool, error) {
+	if err := p.b.pipe.wait(ctx, p.calls...); err != nil {
+		return nil, fmt.Errorf("backend: record pending: %w", err)
+	}
+	out := make([]bool, len(p.calls))
+	for i, c := range p.calls {
+		n, _ := c.res.(int64)
+		out[i] = n == 1
+	}
+	return out, nil
+}
+
+// Delete removes task records (used to undo a PENDING record whose enqueue failed).
+func (b *Backend) Delete(ctx context.Context, ids ...string) error {
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = TaskKey(id)
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	return b.rdb.Del(ctx, keys...).Err()
+}
+
+// Status is a record's state and outcome as returned by Start and Finish.
+type Status struct {
+	State  State
+	Result json.RawMessage
+	Error  string
+}
+
+// StartRequest asks to move a task to STARTED.
+type StartRequest struct {
+	Meta
+	Retries int
+	// CheckCancel makes the start fail with REVOKED when the task's workflow
+	// (Meta.WorkflowID) was cancelled.
+	CheckCancel bool
+}
+
+// Start moves a task to STARTED and returns STARTED, or returns the terminal
+// status the task already has (SUCCESS recorded by an earlier delivery,
+// REVOKED by a cancel): the caller then must not run the handler.
+func (b *Backend) Start(ctx context.Context, req StartRequest) (Status, error) {
+	wfKey, check := TaskKey(req.ID), "0"
+	if req.CheckCancel && req.WorkflowID != "" {
+		wfKey, check = WorkflowKey(req.WorkflowID), "1"
+	}
+	args := []any{b.ttlMS, ms(time.Now()), req.Retries, check, DoneChannel(req.ID)}
+	args = append(args, req.Meta.fields()...)
+	c := &call{script: startScript, keys: []string{TaskKey(req.ID), wfKey}, args: args}
+	if err := b.pipe.do(ctx, c); err != nil {
+		return Status{}, fmt.Errorf("backend: start %s: %w", req.ID, err)
+	}
+	return statusOf(c.res)
+}
+
+// Outcome is what a finished attempt records.
+type Outcome struct {
+	ID      string
+	State   State // RETRY, SUCCESS, FAILURE or REVOKED
+	Result  json.RawMessage
+	Error   string
+	Retries int
+	// NextTry is when a RETRY runs again.
+	NextTry time.Time
+	// Payload is kept with a FAILURE so it can be inspected.
+	Payload json.RawMessage
+	// Meta fills in a record a PENDING write has not reached yet.
+	Meta *Meta
+}
+
+// Finish records an attempt's outcome and publishes it to waiters. A record
+// that is terminal already is left as it is and returned: a late RETRY never
+// overwrites SUCCESS.
+func (b *Backend) Finish(ctx context.Context, o Outcome) (Status, error) {
+	c := b.finishCall(o)
+	if err := b.pipe.do(ctx, c); err != nil {
+		return Status{}, fmt.Errorf("backend: record %s %s: %w", o.ID, o.State, err)
+	}
+	return statusOf(c.res)
+}
+
+// FinishMany records several outcomes in one round trip (used to revoke the
+// steps after a failure). Errors of individual records are joined.
+func (b *Backend) FinishMany(ctx context.Context, os ...Outcome) error {
+	calls := make([]*call, len(os))
+	for i, o := range os {
+		calls[i] = b.finishCall(o)
+	}
+	if err := b.pipe.do(ctx, calls...); err != nil {
+		return fmt.Errorf("backend: record outcomes: %w", err)
+	}
+	return nil
+}
+
+func (b *Backend) finishCall(o Outcome) *call {
+	now := ms(time.Now())
+	args := []any{b.ttlMS, string(o.State), DoneChannel(o.ID), fRetries, o.Retries}
+	switch o.State {
+	case Retry:
+		args = append(args, fError, o.Error, fNextTry, ms(o.NextTry))
+	case Success:
+		args = append(args, fResult, string(o.Result), fFinished, now, fError, "")
+	default:
+		args = append(args, fError, o.Error, fFinished, now)
+		if len(o.Payload) > 0 {
+			args = append(args, fPayload, string(o.Payload))
+		}
+	}
+	if o.Meta != nil {
+		args = append(args, o.Meta.fields()...)
+	}
+	return &call{script: finishScript, keys: []string{TaskKey(o.ID)}, args: args}
+}
+
+func statusOf(v any) (Status, error) {
+	arr, ok := v.([]any)
+	if !ok || len(arr) < 3 {
+		return Status{}, fmt.Errorf("backend: unexpected script reply %T", v)
+	}
+	s := Status{State: State(fmt.Sprint(arr[0])), Error: fmt.Sprint(arr[2])}
+	if r := fmt.Sprint(arr[1]); r != "" {
+		s.Result = json.RawMessage(r)
+	}
+	return s, nil
+}
+
+// Get returns the record of a task, or ErrNotFound.
+func (b *Backend) Get(ctx context.Context, id string) (*Record, error) {
+	h, err := b.rdb.HGetAll(ctx, TaskKey(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("backend: get %s: %w", id, err)
+	}
+	if len(h) == 0 {
+		return nil, fmt.Errorf("%w: %s (never enqueued, or its record expired)", ErrNotFound, id)
+	}
+	return recordFromHash(id, h), nil
+}
+
+// GetMany returns the records of ids in order, in one round trip; a missing
+// record is nil.
+func (b *Backend) GetMany(ctx context.Context, ids []string) ([]*Record, error) {
+	pipe := b.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGetAll(ctx, TaskKey(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("backend: get records: %w", err)
+	}
+	out := make([]*Record, len(ids))
+	for i, c := range cmds {
+		if h := c.Val(); len(h) > 0 {
+			out[i] = recordFromHash(ids[i], h)
+		}
+	}
+	return out, nil
+}
+
+// ChordJoin stores header result idx of an n-task chord. It returns the n
+// results in header order once all are in (to this and to every later call),
+// else nil.
+func (b *Backend) ChordJoin(ctx context.Context, wfID, chordID string, idx, n int, result json.RawMessage) ([]json.RawMessage, error) {
+	c := &call{script: chordJoinScript, keys: []string{ChordKey(wfID, chordID)}, args: []any{b.ttlMS, idx, string(result), n}}
+	if err := b.pipe.do(ctx, c); err != nil {
+		return nil, fmt.Errorf("backend: chord %s join %d: %w", chordID, idx, err)
+	}
+	arr, _ := c.res.([]any)
+	if len(arr) == 0 {
+		return nil, nil
+	}
+	out := make([]json.RawMessage, len(arr))
+	for i, v := range arr {
+		s, ok := v.(string)
+		if !ok {
+			return nil, fmt.Errorf("backend: chord %s: result %d missing after join", chordID, i)
+		}
+		out[i] = json.RawMessage(s)
+	}
+	return out, nil
+}
+
+// SetDispatched notes that a step's task was handed to the queue, so a
+// redelivered parent does not enqueue it again.
+func (b *Backend) SetDispatched(ctx context.Context, id string) error {
+	return b.rdb.HSet(ctx, TaskKey(id), "dispatched", "1").Err()
+}
+
+// Dispatched reports whether SetDispatched ran for id, or the task moved on
+// from PENDING already.
+func (b *Backend) Dispatched(ctx context.Context, id string) (bool, error) {
+	v, err := b.rdb.HMGet(ctx, TaskKey(id), "dispatched", fState).Result()
+	if err != nil {
+		return false, err
+	}
+	if v[0] != nil {
+		return true, nil
+	}
+	st, _ := v[1].(string)
+	return st != "" && st != string(Pending), nil
+}

@@ -1,0 +1,94 @@
+package backend
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+)
+
+// Record is everything the backend keeps about one task.
+type Record struct {
+	ID         string          `json:"id"`
+	Kind       string          `json:"kind,omitempty"`
+	Queue      string          `json:"queue,omitempty"`
+	State      State           `json:"state"`
+	Result     json.RawMessage `json:"result,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	Retries    int             `json:"retries"`
+	Executions int             `json:"executions"` // handler starts, redeliveries included
+	EnqueuedAt time.Time       `json:"enqueued_at,omitzero"`
+	StartedAt  time.Time       `json:"started_at,omitzero"`
+	FinishedAt time.Time       `json:"finished_at,omitzero"`
+	NextTryAt  time.Time       `json:"next_try_at,omitzero"`
+	ParentID   string          `json:"parent_id,omitempty"`
+	WorkflowID string          `json:"workflow_id,omitempty"`
+	// Payload is the task's arguments, kept when it fails for good so the
+	// failure can be inspected and replayed.
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+// Duration is the time from start to finish, zero while running.
+func (r *Record) Duration() time.Duration {
+	if r.StartedAt.IsZero() || r.FinishedAt.IsZero() {
+		return 0
+	}
+	return r.FinishedAt.Sub(r.StartedAt)
+}
+
+// Field names in the task hash.
+const (
+	fState      = "state"
+	fKind       = "kind"
+	fQueue      = "queue"
+	fResult     = "result"
+	fError      = "error"
+	fRetries    = "retries"
+	fExecutions = "executions"
+	fEnqueued   = "enqueued"
+	fStarted    = "started"
+	fFinished   = "finished"
+	fNextTry    = "next_try"
+	fParent     = "parent"
+	fWorkflow   = "workflow"
+	fPayload    = "payload"
+)
+
+func ms(t time.Time) string {
+	if t.IsZero() {
+		return "0"
+	}
+	return strconv.FormatInt(t.UnixMilli(), 10)
+}
+
+func fromMS(s string) time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(n)
+}
+
+func recordFromHash(id string, h map[string]string) *Record {
+	r := &Record{
+		ID:         id,
+		Kind:       h[fKind],
+		Queue:      h[fQueue],
+		State:      State(h[fState]),
+		Error:      h[fError],
+		EnqueuedAt: fromMS(h[fEnqueued]),
+		StartedAt:  fromMS(h[fStarted]),
+		FinishedAt: fromMS(h[fFinished]),
+		NextTryAt:  fromMS(h[fNextTry]),
+		ParentID:   h[fParent],
+		WorkflowID: h[fWorkflow],
+	}
+	r.Retries, _ = strconv.Atoi(h[fRetries])
+	r.Executions, _ = strconv.Atoi(h[fExecutions])
+	if v := h[fResult]; v != "" {
+		r.Result = json.RawMessage(v)
+	}
+	if v := h[fPayload]; v != "" {
+		r.Payload = json.RawMessage(v)
+	}
+	return r
+}

@@ -1,0 +1,101 @@
+package backend
+
+import "github.com/redis/go-redis/v9"
+
+// Terminal states are final: every script below leaves a record in
+// SUCCESS, FAILURE or REVOKED untouched and returns it instead.
+
+// pendingScript records a task as PENDING unless a record exists already.
+//
+// KEYS[1] task key
+// ARGV[1] ttl (ms); ARGV[2..] field, value pairs
+// Returns 1 when created, 0 when a record existed.
+var pendingScript = redis.NewScript(`
+if redis.call("EXISTS", KEYS[1]) == 1 then return 0 end
+local args = {"state", "PENDING"}
+for i = 2, #ARGV do args[#args+1] = ARGV[i] end
+redis.call("HSET", KEYS[1], unpack(args))
+redis.call("PEXPIRE", KEYS[1], ARGV[1])
+return 1
+`)
+
+// startScript moves a task to STARTED unless it is terminal or its workflow
+// was cancelled.
+//
+// KEYS[1] task key; KEYS[2] workflow key (may be an unused dummy)
+// ARGV[1] ttl (ms); ARGV[2] now (unix ms); ARGV[3] retries so far;
+// ARGV[4] "1" to check the workflow's cancel flag; ARGV[5] channel;
+// ARGV[6..] field, value pairs written only when the record is missing
+// (kind, queue, enqueued, ...: a PENDING write may still be on its way).
+// Returns {state, result, error}: state is STARTED when the caller should run
+// the task, else the terminal state found (or REVOKED for a cancelled workflow).
+var startScript = redis.NewScript(`
+local cur = redis.call("HMGET", KEYS[1], "state", "result", "error")
+local st = cur[1]
+if st == "SUCCESS" or st == "FAILURE" or st == "REVOKED" then
+  return {st, cur[2] or "", cur[3] or ""}
+end
+if ARGV[4] == "1" and redis.call("HGET", KEYS[2], "cancelled") == "1" then
+  local reason = redis.call("HGET", KEYS[2], "cancel_reason") or "workflow cancelled"
+  redis.call("HSET", KEYS[1], "state", "REVOKED", "error", reason, "finished", ARGV[2])
+  for i = 6, #ARGV, 2 do redis.call("HSETNX", KEYS[1], ARGV[i], ARGV[i+1]) end
+  redis.call("PEXPIRE", KEYS[1], ARGV[1])
+  redis.call("PUBLISH", ARGV[5], "REVOKED")
+  return {"REVOKED", "", reason}
+end
+if not st then
+  for i = 6, #ARGV, 2 do redis.call("HSET", KEYS[1], ARGV[i], ARGV[i+1]) end
+end
+redis.call("HSET", KEYS[1], "state", "STARTED", "started", ARGV[2], "retries", ARGV[3])
+redis.call("HINCRBY", KEYS[1], "executions", 1)
+redis.call("PEXPIRE", KEYS[1], ARGV[1])
+return {"STARTED", "", ""}
+`)
+
+// finishScript records RETRY, SUCCESS, FAILURE or REVOKED and publishes the
+// new state, unless the record is terminal already.
+//
+// KEYS[1] task key
+// ARGV[1] ttl (ms); ARGV[2] new state; ARGV[3] channel; ARGV[4..] field, value pairs
+// Returns {state, result, error} of the record after the call: the new state
+// when written, else the terminal state that was kept.
+var finishScript = redis.NewScript(`
+local cur = redis.call("HMGET", KEYS[1], "state", "result", "error")
+local st = cur[1]
+if st == "SUCCESS" or st == "FAILURE" or st == "REVOKED" then
+  return {st, cur[2] or "", cur[3] or ""}
+end
+local args = {"state", ARGV[2]}
+for i = 4, #ARGV do args[#args+1] = ARGV[i] end
+redis.call("HSET", KEYS[1], unpack(args))
+redis.call("PEXPIRE", KEYS[1], ARGV[1])
+redis.call("PUBLISH", ARGV[3], ARGV[2])
+return {ARGV[2], redis.call("HGET", KEYS[1], "result") or "", redis.call("HGET", KEYS[1], "error") or ""}
+`)
+
+// chordJoinScript stores one header result of a chord. Idempotent per
+// index: a header task delivered twice joins once. When every header result
+// is present it returns them in header order; the caller then dispatches the
+// body under its deterministic id, so a repeated completion cannot run the
+// body twice, and a crash after the join cannot lose it (the redelivered
+// header joins again and sees the chord complete).
+//
+// KEYS[1] chord key
+// ARGV[1] ttl (ms); ARGV[2] index; ARGV[3] result JSON; ARGV[4] header count
+// Returns {} while results are missing, else the N results in order.
+var chordJoinScript = redis.NewScript(`
+if redis.call("HSETNX", KEYS[1], "r" .. ARGV[2], ARGV[3]) == 1 then
+  redis.call("HINCRBY", KEYS[1], "joined", 1)
+end
+redis.call("PEXPIRE", KEYS[1], ARGV[1])
+local n = tonumber(ARGV[4])
+if tonumber(redis.call("HGET", KEYS[1], "joined")) < n then return {} end
+local out = {}
+for i = 0, n - 1, 500 do
+  local fields = {}
+  for j = i, math.min(i + 499, n - 1) do fields[#fields+1] = "r" .. j end
+  local vals = redis.call("HMGET", KEYS[1], unpack(fields))
+  for _, v in ipairs(vals) do out[#out+1] = v end
+end
+return out
+`)

@@ -1,0 +1,352 @@
+package baton
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/batonhq/baton/backend"
+)
+
+// Record is what the result backend keeps about a task.
+type Record = backend.Record
+
+// ClientOptions configure a Client. The zero value is valid.
+type ClientOptions struct {
+	// ResultTTL is how long task records are kept. Defaults to 24h.
+	ResultTTL time.Duration
+	// MaxPayloadBytes caps a task's encoded message. Defaults to
+	// MaxPayloadBytesDefault (1 MiB). Pass large data by reference.
+	MaxPayloadBytes int
+}
+
+// asynqTimeout is the attempt deadline given to asynq. baton enforces each
+// task's own Timeout itself (so a timeout is recorded and retried by baton's
+// policy); asynq's only has to be later.
+const asynqTimeout = 24 * time.Hour
+
+// Client enqueues tasks and workflows and reads or waits for their results.
+// It is safe for concurrent use; share one per process.
+type Client struct {
+	rdb     redis.UniversalClient
+	aq      *asynq.Client
+	be      *backend.Backend
+	maxSize int
+
+	mu   sync.RWMutex
+	defs map[string]TaskOptions
+}
+
+// NewClient returns a Client on rdb, which the caller keeps ownership of.
+func NewClient(rdb redis.UniversalClient, opts *ClientOptions) (*Client, error) {
+	var o ClientOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.ResultTTL < 0 {
+		return nil, fmt.Errorf("baton: ResultTTL %v is negative: records cannot expire immediately; use e.g. 24h", o.ResultTTL)
+	}
+	if o.MaxPayloadBytes < 0 {
+		return nil, fmt.Errorf("baton: MaxPayloadBytes %d is negative", o.MaxPayloadBytes)
+	}
+	if o.MaxPayloadBytes == 0 {
+		o.MaxPayloadBytes = MaxPayloadBytesDefault
+	}
+	be, err := backend.New(rdb, backend.Options{ResultTTL: o.ResultTTL})
+	if err != nil {
+		return nil, err
+	}
+	return &Client{
+		rdb:     rdb,
+		aq:      asynq.NewClientFromRedisClient(rdb),
+		be:      be,
+		maxSize: o.MaxPayloadBytes,
+		defs:    map[string]TaskOptions{},
+	}, nil
+}
+
+// Close stops the client's background work. The Redis client stays open.
+func (c *Client) Close() error {
+	return errors.Join(c.be.Close(), c.aq.Close())
+}
+
+// Backend is the result backend the client reads and writes.
+func (c *Client) Backend() *backend.Backend { return c.be }
+
+// Redis is the client's Redis connection.
+func (c *Client) Redis() redis.UniversalClient { return c.rdb }
+
+// Declare tells the client the registered defaults of tasks it enqueues by
+// kind (EnqueueKind, JSON canvases), so they route to the right queue.
+func (c *Client) Declare(defs ...Definition) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, d := range defs {
+		c.defs[d.Kind()] = d.Options()
+	}
+}
+
+func (c *Client) defaultsFor(kind string) TaskOptions {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if o, ok := c.defs[kind]; ok {
+		return o
+	}
+	return TaskOptions{}.withDefaults()
+}
+
+// EnqueueKind submits a task by kind with JSON arguments (a json.RawMessage
+// is sent as is; any other value is encoded). Defaults come from Declare, or
+// from the worker's registration for MaxRetries, RetryDelay and Timeout.
+func (c *Client) EnqueueKind(ctx context.Context, kind string, args any, opts *EnqueueOpts) (*Handle, error) {
+	if kind == "" {
+		return nil, errors.New("baton: enqueue: empty task kind")
+	}
+	raw, err := toRaw(args)
+	if err != nil {
+		return nil, fmt.Errorf("baton: enqueue %s: %w", kind, err)
+	}
+	c.mu.RLock()
+	def, known := c.defs[kind]
+	c.mu.RUnlock()
+	if !known {
+		// Leave retries, delay and timeout to the worker's registration.
+		return c.enqueue(ctx, kind, raw, TaskOptions{Queue: QueueDefault}, opts)
+	}
+	return c.enqueue(ctx, kind, raw, def, opts)
+}
+
+func toRaw(args any) (json.RawMessage, error) {
+	switch a := args.(type) {
+	case nil:
+		return nil, nil
+	case json.RawMessage:
+		if len(a) > 0 && !json.Valid(a) {
+			return nil, errors.New("args are not valid JSON")
+		}
+		return a, nil
+	case []byte:
+		if len(a) > 0 && !json.Valid(a) {
+			return nil, errors.New("args are not valid JSON")
+		}
+		return json.RawMessage(a), nil
+	default:
+		b, err := json.Marshal(args)
+		if err != nil {
+			return nil, fmt.Errorf("encode args %T: %w", args, err)
+		}
+		return b, nil
+	}
+}
+
+// buildMessage resolves defaults and overrides into the wire message.
+func (c *Client) buildMessage(kind string, raw json.RawMessage, def TaskOptions, opts *EnqueueOpts, now time.Time) (*message, error) {
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("baton: enqueue %s: invalid options: %w", kind, err)
+	}
+	var o EnqueueOpts
+	if opts != nil {
+		o = *opts
+	}
+	m := &message{V: messageVersion, ID: o.ID, Kind: kind, Args: raw, Queue: def.Queue, EnqueuedMS: now.UnixMilli()}
+	if m.ID == "" {
+		m.ID = uuid.NewString()
+	}
+	if m.Queue == "" {
+		m.Queue = QueueDefault
+	}
+	if o.Queue != "" {
+		m.Queue = o.Queue
+	}
+	// Defaults travel only when the producer knows them; overrides always.
+	if def.RetryDelay != nil {
+		m.Retry = def.RetryDelay
+		mr := def.MaxRetries
+		m.MaxRetries = &mr
+		m.TimeoutMS = def.Timeout.Milliseconds()
+	}
+	if o.MaxRetries != nil {
+		mr := *o.MaxRetries
+		m.MaxRetries = &mr
+	}
+	if o.RetryDelay != nil {
+		m.Retry = o.RetryDelay
+	}
+	if o.Timeout > 0 {
+		m.TimeoutMS = o.Timeout.Milliseconds()
+	}
+	switch {
+	case !o.ETA.IsZero():
+		m.RunAtMS = o.ETA.UnixMilli()
+	case o.Countdown > 0:
+		m.RunAtMS = now.Add(o.Countdown).UnixMilli()
+	}
+	switch {
+	case !o.Expires.IsZero():
+		m.ExpiresMS = o.Expires.UnixMilli()
+	case o.ExpiresIn > 0:
+		m.ExpiresMS = now.Add(o.ExpiresIn).UnixMilli()
+	}
+	return m, nil
+}
+
+func (c *Client) enqueue(ctx context.Context, kind string, raw json.RawMessage, def TaskOptions, opts *EnqueueOpts) (*Handle, error) {
+	now := time.Now()
+	m, err := c.buildMessage(kind, raw, def, opts, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.send(ctx, []*message{m}, c.maxSize); err != nil {
+		return nil, err
+	}
+	return &Handle{ID: m.ID, Kind: kind, Queue: m.Queue, c: c}, nil
+}
+
+// send records messages PENDING and hands them to asynq. The record write
+// and the enqueue run concurrently; a record whose enqueue failed is removed.
+func (c *Client) send(ctx context.Context, msgs []*message, maxSize int) error {
+	payloads := make([][]byte, len(msgs))
+	metas := make([]backend.Meta, len(msgs))
+	for i, m := range msgs {
+		b, err := json.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("baton: enqueue %s: encode message: %w", m.Kind, err)
+		}
+		if maxSize > 0 && len(b) > maxSize {
+			return fmt.Errorf("%w: task %s (%s) encodes to %d bytes, over the %d-byte limit (ClientOptions.MaxPayloadBytes): pass large data by reference (a URL or key) instead", ErrPayloadTooLarge, m.ID, m.Kind, len(b), maxSize)
+		}
+		payloads[i] = b
+		metas[i] = backend.Meta{ID: m.ID, Kind: m.Kind, Queue: m.Queue, ParentID: m.Parent, WorkflowID: m.Workflow,
+			EnqueuedAt: time.UnixMilli(m.EnqueuedMS)}
+		if m.RunAtMS > 0 {
+			metas[i].RunAt = time.UnixMilli(m.RunAtMS)
+		}
+	}
+	pw, err := c.be.StartPending(ctx, metas...)
+	if err != nil {
+		return c.redisErr("enqueue", err)
+	}
+	var enqErr error
+	sent := make([]bool, len(msgs))
+	for i, m := range msgs {
+		err := c.enqueueOne(ctx, m, payloads[i])
+		if err != nil {
+			enqErr = err
+			break
+		}
+		sent[i] = true
+	}
+	created, werr := pw.Wait(ctx)
+	if enqErr != nil {
+		var undo []string
+		for i := range msgs {
+			if !sent[i] && werr == nil && created[i] {
+				undo = append(undo, msgs[i].ID)
+			}
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		_ = c.be.Delete(cctx, undo...)
+		cancel()
+		return c.redisErr("enqueue "+msgs[0].Kind, enqErr)
+	}
+	if werr != nil {
+		// The task is queued; its PENDING record will be written by the
+		// worker when it starts. Report the problem all the same.
+		return c.redisErr("record pending", werr)
+	}
+	return nil
+}
+
+func (c *Client) enqueueOne(ctx context.Context, m *message, payload []byte) error {
+	aopts := []asynq.Option{asynq.TaskID(m.ID), asynq.Queue(m.Queue), asynq.Timeout(asynqTimeout)}
+	if m.MaxRetries != nil {
+		aopts = append(aopts, asynq.MaxRetry(*m.MaxRetries+1))
+	}
+	if m.RunAtMS > 0 {
+		aopts = append(aopts, asynq.ProcessAt(time.UnixMilli(m.RunAtMS)))
+	}
+	_, err := c.aq.EnqueueContext(ctx, asynq.NewTask(m.Kind, payload), aopts...)
+	if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
+		return nil // already queued under this id: enqueue is idempotent
+	}
+	return err
+}
+
+// redisErr names the Redis address in connection errors.
+func (c *Client) redisErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrPayloadTooLarge) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("baton: %s: %w", op, err)
+	}
+	return fmt.Errorf("baton: %s: redis at %s: %w", op, redisAddr(c.rdb), err)
+}
+
+func redisAddr(rdb redis.UniversalClient) string {
+	switch r := rdb.(type) {
+	case *redis.Client:
+		return r.Options().Addr
+	case *redis.ClusterClient:
+		return fmt.Sprint(r.Options().Addrs)
+	}
+	return "(unknown address)"
+}
+
+// Get returns the stored record of a task: ErrNotFound for an unknown id.
+func (c *Client) Get(ctx context.Context, id string) (*Record, error) {
+	r, err := c.be.Get(ctx, id)
+	if err != nil {
+		if errors.Is(err, backend.ErrNotFound) {
+			return nil, fmt.Errorf("%w: %s (never enqueued, or its record expired)", ErrNotFound, id)
+		}
+		return nil, c.redisErr("get "+id, err)
+	}
+	return r, nil
+}
+
+// Wait blocks until task id ends and returns its record. The error is a
+// *TaskError for FAILURE and REVOKED, ErrNotFound for an unknown id, or
+// ctx's error when it ends first.
+func (c *Client) Wait(ctx context.Context, id string) (*Record, error) {
+	r, err := c.be.Wait(ctx, id)
+	return c.waitResult(id, r, err)
+}
+
+func (c *Client) waitResult(id string, r *Record, err error) (*Record, error) {
+	if err != nil {
+		if errors.Is(err, backend.ErrNotFound) {
+			return nil, fmt.Errorf("%w: %s (never enqueued, or its record expired)", ErrNotFound, id)
+		}
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("baton: wait for %s: %w", id, err)
+		}
+		return nil, c.redisErr("wait for "+id, err)
+	}
+	return r, recordErr(r)
+}
+
+// recordErr is the error a terminal record stands for, nil for SUCCESS.
+func recordErr(r *Record) error {
+	switch r.State {
+	case Success:
+		return nil
+	case Failure, Revoked:
+		te := &TaskError{ID: r.ID, Kind: r.Kind, State: r.State, Message: r.Error}
+		if r.State == Revoked {
+			te.cause = ErrRevoked
+			if isCancelReason(r.Error) {
+				te.cause = errors.Join(ErrRevoked, ErrCancelled)
+			}
+		}
+		return te
+	}
+	return nil
+}

@@ -1,0 +1,207 @@
+package baton
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// Defaults for task registration.
+const (
+	// QueueDefault is the queue a task runs on unless told otherwise.
+	QueueDefault = "default"
+	// TimeoutDefault bounds one attempt of a task when neither its
+	// registration nor the call sets a Timeout.
+	TimeoutDefault = 30 * time.Minute
+	// MaxPayloadBytesDefault is the largest encoded task message Enqueue
+	// accepts (ClientOptions.MaxPayloadBytes).
+	MaxPayloadBytesDefault = 1 << 20
+)
+
+// RetryPolicy says how long to wait before retry n (0 for the first retry).
+// The zero value is exponential backoff from 1s, capped at 10m, with jitter.
+type RetryPolicy struct {
+	// Delay is the fixed delay, or the first delay of the backoff. Defaults to 1s.
+	Delay time.Duration `json:"delay,omitempty"`
+	// Fixed disables backoff: every retry waits Delay.
+	Fixed bool `json:"fixed,omitempty"`
+	// Max caps the backoff delay. Defaults to 10m.
+	Max time.Duration `json:"max,omitempty"`
+	// NoJitter turns off the ±20% randomisation of backoff delays that keeps
+	// retries of many failed tasks from arriving in lock-step.
+	NoJitter bool `json:"no_jitter,omitempty"`
+}
+
+// FixedDelay is a policy that waits d before every retry.
+func FixedDelay(d time.Duration) *RetryPolicy { return &RetryPolicy{Delay: d, Fixed: true} }
+
+// Backoff is exponential backoff from base, doubling per retry, capped at
+// max, with ±20% jitter.
+func Backoff(base, max time.Duration) *RetryPolicy { return &RetryPolicy{Delay: base, Max: max} }
+
+// DelayFor returns the wait before retry n (n = retries already done).
+func (p RetryPolicy) DelayFor(n int) time.Duration {
+	base := p.Delay
+	if base <= 0 {
+		base = time.Second
+	}
+	if p.Fixed {
+		return base
+	}
+	maxD := p.Max
+	if maxD <= 0 {
+		maxD = 10 * time.Minute
+	}
+	d := base
+	for i := 0; i < n && d < maxD; i++ {
+		d *= 2
+	}
+	d = min(d, maxD)
+	if !p.NoJitter {
+		// uniform in [0.8d, 1.2d], still capped.
+		d = min(time.Duration(float64(d)*(0.8+0.4*rand.Float64())), maxD)
+	}
+	return d
+}
+
+func (p RetryPolicy) validate() error {
+	var errs []error
+	if p.Delay < 0 {
+		errs = append(errs, fmt.Errorf("RetryPolicy.Delay %v is negative: use 0 for the default (1s) or a positive duration", p.Delay))
+	}
+	if p.Max < 0 {
+		errs = append(errs, fmt.Errorf("RetryPolicy.Max %v is negative: use 0 for the default (10m) or a positive duration", p.Max))
+	}
+	if p.Max > 0 && p.Delay > p.Max {
+		errs = append(errs, fmt.Errorf("RetryPolicy.Delay %v is above Max %v: raise Max or lower Delay", p.Delay, p.Max))
+	}
+	return errors.Join(errs...)
+}
+
+// TaskOptions are a task's defaults, given at registration. Every field can be
+// overridden per call with EnqueueOpts.
+type TaskOptions struct {
+	// Queue the task runs on. Defaults to QueueDefault ("default").
+	Queue string
+	// MaxRetries is how many times a failed attempt is retried; the task runs
+	// at most MaxRetries+1 times. Defaults to 0: a failure is final.
+	MaxRetries int
+	// RetryDelay is the wait before each retry. Defaults to Backoff(1s, 10m).
+	RetryDelay *RetryPolicy
+	// Timeout bounds one attempt; its context is cancelled when it passes and
+	// the attempt counts as failed. Defaults to TimeoutDefault (30m).
+	Timeout time.Duration
+}
+
+func (o TaskOptions) withDefaults() TaskOptions {
+	if o.Queue == "" {
+		o.Queue = QueueDefault
+	}
+	if o.Timeout == 0 {
+		o.Timeout = TimeoutDefault
+	}
+	if o.RetryDelay == nil {
+		o.RetryDelay = &RetryPolicy{}
+	}
+	return o
+}
+
+func (o TaskOptions) validate(kind string) error {
+	var errs []error
+	if o.MaxRetries < 0 {
+		errs = append(errs, fmt.Errorf("task %q: MaxRetries %d is negative: use 0 for no retries", kind, o.MaxRetries))
+	}
+	if o.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("task %q: Timeout %v is negative", kind, o.Timeout))
+	}
+	if err := validQueue(o.Queue); err != nil {
+		errs = append(errs, fmt.Errorf("task %q: %w", kind, err))
+	}
+	if o.RetryDelay != nil {
+		if err := o.RetryDelay.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("task %q: %w", kind, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validQueue(q string) error {
+	if q == "" {
+		return nil
+	}
+	for _, r := range q {
+		if r <= ' ' || r == '{' || r == '}' || r == ',' || r == '=' {
+			return fmt.Errorf("queue name %q has a space, comma, '=' or brace: use letters, digits, '-', '_' or '.'", q)
+		}
+	}
+	return nil
+}
+
+// EnqueueOpts override a task's registered defaults for one call. A nil
+// *EnqueueOpts keeps every default.
+type EnqueueOpts struct {
+	// ID is the task id. Defaults to a new random id. Enqueuing an id that
+	// is already queued or finished does not run the task again.
+	ID string `json:"id,omitempty"`
+	// Queue overrides TaskOptions.Queue.
+	Queue string `json:"queue,omitempty"`
+	// MaxRetries overrides TaskOptions.MaxRetries when non-nil.
+	MaxRetries *int `json:"max_retries,omitempty"`
+	// RetryDelay overrides TaskOptions.RetryDelay.
+	RetryDelay *RetryPolicy `json:"retry_delay,omitempty"`
+	// Timeout overrides TaskOptions.Timeout.
+	Timeout time.Duration `json:"timeout,omitempty"`
+	// Countdown delays the first attempt by this long.
+	Countdown time.Duration `json:"countdown,omitempty"`
+	// ETA runs the first attempt at this time (wins over Countdown).
+	ETA time.Time `json:"eta,omitzero"`
+	// Expires: a task that has not started by this time is not run and is
+	// recorded REVOKED.
+	Expires time.Time `json:"expires,omitzero"`
+	// ExpiresIn is Expires relative to the enqueue time.
+	ExpiresIn time.Duration `json:"expires_in,omitempty"`
+}
+
+func (o *EnqueueOpts) validate() error {
+	if o == nil {
+		return nil
+	}
+	var errs []error
+	if o.MaxRetries != nil && *o.MaxRetries < 0 {
+		errs = append(errs, fmt.Errorf("MaxRetries %d is negative: use 0 for no retries", *o.MaxRetries))
+	}
+	if o.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("Timeout %v is negative", o.Timeout))
+	}
+	if o.Countdown < 0 {
+		errs = append(errs, fmt.Errorf("Countdown %v is negative: use 0 to run now", o.Countdown))
+	}
+	if o.ExpiresIn < 0 {
+		errs = append(errs, fmt.Errorf("ExpiresIn %v is negative", o.ExpiresIn))
+	}
+	if err := validQueue(o.Queue); err != nil {
+		errs = append(errs, err)
+	}
+	if err := validID(o.ID); err != nil {
+		errs = append(errs, err)
+	}
+	if o.RetryDelay != nil {
+		if err := o.RetryDelay.validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validID(id string) error {
+	if len(id) > 200 {
+		return fmt.Errorf("task id is %d bytes: keep it under 200", len(id))
+	}
+	for _, r := range id {
+		if r <= ' ' || r == '{' || r == '}' || r == 0x7f {
+			return fmt.Errorf("task id %q has a space, control character or brace: use letters, digits and -_.:", id)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,423 @@
+package baton
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/batonhq/baton/backend"
+)
+
+// Worker defaults.
+const (
+	ConcurrencyDefault     = 10
+	ShutdownTimeoutDefault = 30 * time.Second
+)
+
+// WorkerOptions configure a Worker. The zero value is valid.
+type WorkerOptions struct {
+	// Concurrency is how many tasks run at once. Defaults to 10.
+	Concurrency int
+	// Queues to consume, with weights: {"default": 6, "llm": 3, "low": 1}
+	// serves default 60% of the time when all have work. Defaults to
+	// {"default": 1}.
+	Queues map[string]int
+	// StrictPriority serves a queue only when every heavier queue is empty.
+	StrictPriority bool
+	// ShutdownTimeout is how long Shutdown lets running tasks finish before
+	// returning them to their queue. Defaults to 30s.
+	ShutdownTimeout time.Duration
+	// ResultTTL is how long records are kept. Defaults to 24h.
+	ResultTTL time.Duration
+	// Logger receives structured logs. Defaults to slog.Default().
+	Logger *slog.Logger
+	// PollInterval is asynq's TaskCheckInterval: how often an idle worker
+	// looks for new tasks. Defaults to 1s; producers wake idle workers at
+	// once (see the README's Operations section), so a short interval is
+	// rarely needed.
+	PollInterval time.Duration
+}
+
+// Worker runs registered tasks from Redis queues. Start as many as you like,
+// in as many processes and machines as reach the same Redis.
+type Worker struct {
+	rdb    redis.UniversalClient
+	client *Client
+	be     *backend.Backend
+	log    *slog.Logger
+	opts   WorkerOptions
+
+	mu   sync.RWMutex
+	defs map[string]Definition
+
+	srv      *asynq.Server
+	stopping atomic.Bool
+	started  atomic.Bool
+}
+
+// NewWorker returns a Worker on rdb, which the caller keeps ownership of.
+func NewWorker(rdb redis.UniversalClient, opts *WorkerOptions) (*Worker, error) {
+	var o WorkerOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.Concurrency < 0 {
+		return nil, fmt.Errorf("baton: Concurrency %d is negative: use 0 for the default (%d)", o.Concurrency, ConcurrencyDefault)
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = ConcurrencyDefault
+	}
+	if len(o.Queues) == 0 {
+		o.Queues = map[string]int{QueueDefault: 1}
+	}
+	for q, w := range o.Queues {
+		if err := validQueue(q); err != nil || q == "" {
+			return nil, fmt.Errorf("baton: worker queue %q: invalid name", q)
+		}
+		if w <= 0 {
+			return nil, fmt.Errorf("baton: queue %q has weight %d: weights must be ≥ 1", q, w)
+		}
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = ShutdownTimeoutDefault
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = time.Second
+	}
+	client, err := NewClient(rdb, &ClientOptions{ResultTTL: o.ResultTTL, MaxPayloadBytes: 1 << 30})
+	if err != nil {
+		return nil, err
+	}
+	return &Worker{
+		rdb:    rdb,
+		client: client,
+		be:     client.be,
+		log:    o.Logger,
+		opts:   o,
+		defs:   map[string]Definition{},
+	}, nil
+}
+
+// Register adds task definitions. Register before Start.
+func (w *Worker) Register(defs ...Definition) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, d := range defs {
+		if !d.hasHandler() {
+			return fmt.Errorf("baton: register %q: the task was defined without a handler", d.Kind())
+		}
+		if _, dup := w.defs[d.Kind()]; dup {
+			return fmt.Errorf("baton: register %q: kind registered twice", d.Kind())
+		}
+		w.defs[d.Kind()] = d
+	}
+	w.client.Declare(defs...)
+	return nil
+}
+
+// Kinds lists the registered kinds, sorted.
+func (w *Worker) Kinds() []string {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	out := make([]string, 0, len(w.defs))
+	for k := range w.defs {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Client is the worker's own client (for enqueuing from inside tasks).
+func (w *Worker) Client() *Client { return w.client }
+
+func (w *Worker) def(kind string) Definition {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.defs[kind]
+}
+
+// Start begins consuming queues in background goroutines.
+func (w *Worker) Start() error {
+	if !w.started.CompareAndSwap(false, true) {
+		return errors.New("baton: worker already started")
+	}
+	w.srv = asynq.NewServerFromRedisClient(w.rdb, asynq.Config{
+		Concurrency:              w.opts.Concurrency,
+		Queues:                   w.opts.Queues,
+		StrictPriority:           w.opts.StrictPriority,
+		ShutdownTimeout:          w.opts.ShutdownTimeout,
+		TaskCheckInterval:        w.opts.PollInterval,
+		DelayedTaskCheckInterval: 250 * time.Millisecond,
+		RetryDelayFunc:           retryDelay,
+		IsFailure:                isFailure,
+		Logger:                   asynqLogger{w.log},
+		LogLevel:                 asynq.WarnLevel,
+	})
+	if err := w.srv.Start(asynq.HandlerFunc(w.process)); err != nil {
+		return fmt.Errorf("baton: start worker: redis at %s: %w", redisAddr(w.rdb), err)
+	}
+	w.log.Info("worker started", "concurrency", w.opts.Concurrency, "queues", w.opts.Queues, "kinds", w.Kinds())
+	return nil
+}
+
+// Shutdown stops taking tasks, lets running ones finish within
+// ShutdownTimeout, returns the rest to their queues, and releases resources.
+func (w *Worker) Shutdown() {
+	w.stopping.Store(true)
+	if w.srv != nil {
+		w.srv.Shutdown()
+	}
+	_ = w.client.Close()
+	w.log.Info("worker stopped")
+}
+
+// Run starts the worker and blocks until ctx is done, then shuts down
+// gracefully.
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.Start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	w.Shutdown()
+	return nil
+}
+
+// scheduledRetry carries the delay baton chose (and recorded) for the next
+// attempt to asynq's RetryDelayFunc.
+type scheduledRetry struct {
+	err   error
+	delay time.Duration
+}
+
+func (e *scheduledRetry) Error() string { return e.err.Error() }
+func (e *scheduledRetry) Unwrap() error { return e.err }
+
+// errInfra is a Redis problem around a task, not the task's failure: it does
+// not consume a retry.
+type errInfra struct{ err error }
+
+func (e *errInfra) Error() string { return e.err.Error() }
+func (e *errInfra) Unwrap() error { return e.err }
+
+func retryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	var s *scheduledRetry
+	if errors.As(err, &s) {
+		return s.delay
+	}
+	if errors.Is(err, asynq.ErrLeaseExpired) {
+		return 0 // a crashed worker's task: run it again at once
+	}
+	var inf *errInfra
+	if errors.As(err, &inf) {
+		return time.Second
+	}
+	return RetryPolicy{}.DelayFor(n)
+}
+
+// isFailure: a lease expiry (worker crash) or a Redis hiccup does not count
+// against the task's retries.
+func isFailure(err error) bool {
+	var inf *errInfra
+	return !errors.Is(err, asynq.ErrLeaseExpired) && !errors.As(err, &inf)
+}
+
+func (m *message) meta() backend.Meta {
+	meta := backend.Meta{ID: m.ID, Kind: m.Kind, Queue: m.Queue, ParentID: m.Parent, WorkflowID: m.Workflow,
+		EnqueuedAt: time.UnixMilli(m.EnqueuedMS)}
+	if m.RunAtMS > 0 {
+		meta.RunAt = time.UnixMilli(m.RunAtMS)
+	}
+	return meta
+}
+
+// process is the asynq handler: the whole life of one delivery.
+func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
+	m, err := decodeMessage(t.Payload())
+	if err != nil {
+		id, _ := asynq.GetTaskID(ctx)
+		w.log.Error("undecodable task", "id", id, "type", t.Type(), "err", err)
+		_, _ = w.be.Finish(ctx, backend.Outcome{ID: id, State: Failure, Error: err.Error(), Payload: safePayload(t.Payload()),
+			Meta: &backend.Meta{ID: id, Kind: t.Type()}})
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	retried, _ := asynq.GetRetryCount(ctx)
+	asynqMax, _ := asynq.GetMaxRetry(ctx)
+	log := w.log.With("task", m.ID, "kind", m.Kind)
+	if m.Workflow != "" {
+		log = log.With("workflow", m.Workflow)
+	}
+	meta := m.meta()
+
+	st, err := w.be.Start(ctx, backend.StartRequest{Meta: meta, Retries: retried, CheckCancel: m.Workflow != ""})
+	if err != nil {
+		log.Warn("could not record start; will retry", "err", err)
+		return &errInfra{err}
+	}
+	switch st.State {
+	case Success:
+		// Delivered again after its success was recorded (a crash before the
+		// ack, or a duplicate): never run it again, just hand the result on.
+		log.Info("already succeeded; handing on stored result")
+		return w.afterSuccess(ctx, m, st.Result)
+	case Failure, Revoked:
+		log.Info("already finished", "state", st.State)
+		return w.afterFailure(ctx, m, st.State, st.Error)
+	}
+
+	def := w.def(m.Kind)
+	if def == nil {
+		msg := fmt.Sprintf("unknown task kind %q: no worker on queue %q registers it (this worker has %s); register the task or fix the kind", m.Kind, m.Queue, strings.Join(w.Kinds(), ", "))
+		return w.fail(ctx, log, m, retried, Failure, msg, true)
+	}
+	if exp := m.expires(); !exp.IsZero() && time.Now().After(exp) {
+		msg := fmt.Sprintf("expired: not started by %s", exp.UTC().Format(time.RFC3339Nano))
+		return w.fail(ctx, log, m, retried, Revoked, msg, false)
+	}
+	opts := def.Options()
+	maxRetries := opts.MaxRetries
+	if m.MaxRetries != nil {
+		maxRetries = *m.MaxRetries
+	}
+	timeout := opts.Timeout
+	if m.TimeoutMS > 0 {
+		timeout = m.timeout()
+	}
+
+	start := time.Now()
+	res, herr := w.invoke(ctx, def, m, timeout)
+	if herr == nil {
+		if _, err := w.be.Finish(ctx, backend.Outcome{ID: m.ID, State: Success, Result: res, Retries: retried, Meta: &meta}); err != nil {
+			// The handler ran but its result is not stored: run it again
+			// (at most once more per such failure) rather than lose it.
+			log.Warn("could not record success; will run again", "err", err)
+			return &errInfra{err}
+		}
+		log.Debug("task succeeded", "duration", time.Since(start))
+		return w.afterSuccess(ctx, m, res)
+	}
+	if w.stopping.Load() && ctx.Err() != nil {
+		// Shutdown cut the attempt short; asynq puts the task back.
+		return ctx.Err()
+	}
+	if errors.Is(context.Cause(ctx), errCancelledByUser) || (ctx.Err() != nil && w.cancelled(m)) {
+		return w.fail(ctx, log, m, retried, Revoked, cancelReasonPrefix+": workflow cancelled while running", false)
+	}
+	final := IsPermanent(herr) || retried >= maxRetries || (asynqMax > 0 && retried >= asynqMax)
+	if final {
+		msg := herr.Error()
+		if !IsPermanent(herr) && maxRetries > 0 {
+			msg = fmt.Sprintf("%s (gave up after %d attempts)", msg, retried+1)
+		}
+		log.Warn("task failed", "attempt", retried+1, "err", herr)
+		return w.fail(ctx, log, m, retried, Failure, msg, true)
+	}
+	delay, ok := RetryAfterDelay(herr)
+	if !ok {
+		policy := opts.RetryDelay
+		if m.Retry != nil {
+			policy = m.Retry
+		}
+		if policy == nil {
+			policy = &RetryPolicy{}
+		}
+		delay = policy.DelayFor(retried)
+	}
+	next := time.Now().Add(delay)
+	log.Info("task will retry", "attempt", retried+1, "max_retries", maxRetries, "in", delay, "err", herr)
+	if _, err := w.be.Finish(ctx, backend.Outcome{ID: m.ID, State: Retry, Error: herr.Error(), Retries: retried + 1, NextTry: next, Meta: &meta}); err != nil {
+		log.Warn("could not record retry", "err", err)
+	}
+	return &scheduledRetry{err: herr, delay: delay}
+}
+
+// fail records a final FAILURE or REVOKED, propagates it through the
+// workflow, and tells asynq not to retry (archive keeps failures visible).
+func (w *Worker) fail(ctx context.Context, log *slog.Logger, m *message, retried int, state State, msg string, archive bool) error {
+	meta := m.meta()
+	out := backend.Outcome{ID: m.ID, State: state, Error: msg, Retries: retried, Meta: &meta}
+	if state == Failure {
+		out.Payload = safePayload(m.Args)
+	}
+	st, err := w.be.Finish(ctx, out)
+	if err != nil {
+		log.Warn("could not record failure; will retry", "err", err)
+		return &errInfra{err}
+	}
+	if err := w.afterFailure(ctx, m, st.State, st.Error); err != nil {
+		return err
+	}
+	if archive {
+		return fmt.Errorf("%s: %w", msg, asynq.SkipRetry)
+	}
+	return nil
+}
+
+func safePayload(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	if len(b) > 64<<10 {
+		b = b[:64<<10]
+	}
+	return b
+}
+
+var errCancelledByUser = errors.New("cancelled by user")
+
+// invoke runs the handler with its timeout, turning a panic into an error.
+// A handler that ignores its context is abandoned at the deadline.
+func (w *Worker) invoke(ctx context.Context, def Definition, m *message, timeout time.Duration) (res []byte, err error) {
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tctx = withTaskInfo(tctx, m)
+	type outcome struct {
+		res []byte
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		var o outcome
+		defer func() {
+			if p := recover(); p != nil {
+				stack := debug.Stack()
+				w.log.Error("task panicked", "task", m.ID, "kind", m.Kind, "panic", p, "stack", string(stack))
+				o = outcome{err: fmt.Errorf("panic: %v", p)}
+			}
+			done <- o
+		}()
+		o.res, o.err = def.invoke(tctx, m.Args)
+	}()
+	select {
+	case o := <-done:
+		if o.err != nil && tctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+			return nil, fmt.Errorf("timed out after %v: %w", timeout, o.err)
+		}
+		return o.res, o.err
+	case <-tctx.Done():
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("timed out after %v (the handler did not return; it was abandoned)", timeout)
+	}
+}
+
+type asynqLogger struct{ l *slog.Logger }
+
+func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...), "component", "asynq", "fatal", true) }
