@@ -3,23 +3,246 @@ package baton
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/batonhq/baton/backend"
+	"github.com/batonhq/baton/chain"
 )
 
+// The worker's half of the canvas: after a step ends for good, move the
+// workflow on. Every action here is idempotent, because a step can be
+// delivered again after any crash: joins are per index, next steps have
+// deterministic ids and are skipped once they left PENDING, and terminal
+// records are never overwritten.
+
+type planCache struct {
+	mu sync.Mutex
+	m  map[string]*chain.Plan
+}
+
+func (w *Worker) plan(ctx context.Context, wfID string) (*chain.Plan, error) {
+	w.plans.mu.Lock()
+	p, ok := w.plans.m[wfID]
+	w.plans.mu.Unlock()
+	if ok {
+		return p, nil
+	}
+	p, err := loadPlan(ctx, w.rdb, wfID)
+	if err != nil {
+		return nil, err
+	}
+	w.plans.mu.Lock()
+	if w.plans.m == nil || len(w.plans.m) > 4096 {
+		w.plans.m = map[string]*chain.Plan{}
+	}
+	w.plans.m[wfID] = p
+	w.plans.mu.Unlock()
+	return p, nil
+}
+
 // afterSuccess hands a finished step's result on through its workflow.
-func (w *Worker) afterSuccess(ctx context.Context, m *message, result json.RawMessage) error {
+// redelivered is true when the success was recorded by an earlier delivery.
+func (w *Worker) afterSuccess(ctx context.Context, m *message, result json.RawMessage, redelivered bool) error {
 	if m.Workflow == "" {
 		return nil
 	}
-	return nil
+	plan, err := w.plan(ctx, m.Workflow)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			w.log.Error("workflow plan is gone; cannot hand on", "task", m.ID, "workflow", m.Workflow)
+			return nil
+		}
+		return &errInfra{err}
+	}
+	node, res := m.Node, result
+	for {
+		act, err := plan.Complete(node, res, m.ID)
+		if err != nil {
+			// The next step cannot be built from this result (static args not
+			// an object): the workflow fails here, nothing after runs.
+			return w.failWorkflowAt(ctx, plan, node, m.ID, m.Kind, err.Error())
+		}
+		switch {
+		case act.Done:
+			_, err := w.be.Finish(ctx, backend.Outcome{ID: plan.Workflow, State: Success, Result: res})
+			if err != nil {
+				return &errInfra{err}
+			}
+			return nil
+		case act.Join:
+			results, err := w.be.ChordJoin(ctx, plan.Workflow, plan.GroupID(act.Group), act.Index, act.Size, res)
+			if err != nil {
+				return &errInfra{err}
+			}
+			if results == nil {
+				return nil // other members still running
+			}
+			list, err := json.Marshal(results)
+			if err != nil {
+				return &errInfra{err}
+			}
+			node, res = act.Group, list
+		default:
+			ds := act.Dispatch
+			if redelivered {
+				ds, err = w.undispatched(ctx, ds)
+				if err != nil {
+					return &errInfra{err}
+				}
+			}
+			if err := w.client.dispatch(ctx, plan, ds, w.defaultsFor); err != nil {
+				return &errInfra{err}
+			}
+			return nil
+		}
+	}
 }
 
-// afterFailure propagates a final failure through the task's workflow.
+// undispatched drops the steps that already left PENDING (so they were
+// enqueued by an earlier delivery of their parent).
+func (w *Worker) undispatched(ctx context.Context, ds []chain.Dispatch) ([]chain.Dispatch, error) {
+	ids := make([]string, len(ds))
+	for i, d := range ds {
+		ids[i] = d.TaskID
+	}
+	recs, err := w.be.GetMany(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	var out []chain.Dispatch
+	for i, d := range ds {
+		if recs[i] == nil || recs[i].State == Pending {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+func (w *Worker) defaultsFor(kind string) TaskOptions {
+	if d := w.def(kind); d != nil {
+		return d.Options()
+	}
+	return w.client.defaultsFor(kind)
+}
+
+// afterFailure propagates a step's final failure (or revocation): later
+// steps are revoked, the workflow fails naming the step, the step's error
+// callback runs, and compensations of completed steps run in reverse.
 func (w *Worker) afterFailure(ctx context.Context, m *message, state State, errText string) error {
 	if m.Workflow == "" {
 		return nil
 	}
+	plan, err := w.plan(ctx, m.Workflow)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return &errInfra{err}
+	}
+	return w.failWorkflowAt(ctx, plan, m.Node, m.ID, m.Kind, errText)
+}
+
+func (w *Worker) failWorkflowAt(ctx context.Context, plan *chain.Plan, node int, taskID, kind, errText string) error {
+	cancelled := isCancelReason(errText)
+	reason := fmt.Sprintf("parent %s failed: %s", taskID, errText)
+	wfState, wfErr := Failure, fmt.Sprintf("%s %s (%s) failed: %s", plan.Position(node), taskID, kind, errText)
+	if cancelled {
+		reason, wfState, wfErr = errText, Revoked, errText
+	}
+	outs := []backend.Outcome{}
+	for _, n := range plan.Downstream(node) {
+		outs = append(outs, backend.Outcome{ID: plan.Nodes[n].TaskID, State: Revoked, Error: reason})
+	}
+	outs = append(outs, backend.Outcome{ID: plan.Workflow, State: wfState, Error: wfErr})
+	if err := w.be.FinishMany(ctx, outs...); err != nil {
+		return &errInfra{err}
+	}
+	if cancelled {
+		return nil
+	}
+	sig := plan.Nodes[node].Sig
+	if sig != nil && sig.OnError != nil {
+		info, _ := json.Marshal(chain.ErrorInfo{ID: taskID, Kind: kind, Error: errText, Workflow: plan.Workflow})
+		if err := w.enqueueCallback(ctx, sig.OnError, taskID+".err", info); err != nil {
+			return &errInfra{err}
+		}
+	}
+	if err := w.compensate(ctx, plan); err != nil {
+		return &errInfra{err}
+	}
 	return nil
 }
 
+// enqueueCallback runs a callback signature once under a fixed id.
+func (w *Worker) enqueueCallback(ctx context.Context, sig *Signature, id string, input json.RawMessage) error {
+	args, err := sig.Input(input)
+	if err != nil {
+		return err
+	}
+	var eo EnqueueOpts
+	if len(sig.Options) > 0 {
+		if err := json.Unmarshal(sig.Options, &eo); err != nil {
+			return err
+		}
+	}
+	eo.ID = id
+	_, err = w.client.enqueue(ctx, sig.Kind, args, w.defaultsFor(sig.Kind), &eo)
+	return err
+}
+
+// compensate submits, once, a chain of the compensations of every step that
+// succeeded, latest first. Each receives its step's result like a chained
+// step (unless immutable) and runs as a durable task with its own retries.
+func (w *Worker) compensate(ctx context.Context, plan *chain.Plan) error {
+	var nodes []int
+	for _, n := range plan.Tasks() {
+		if plan.Nodes[n].Sig.Compensate != nil {
+			nodes = append(nodes, n)
+		}
+	}
+	if len(nodes) == 0 {
+		return nil
+	}
+	ids := make([]string, len(nodes))
+	for i, n := range nodes {
+		ids[i] = plan.Nodes[n].TaskID
+	}
+	recs, err := w.be.GetMany(ctx, ids)
+	if err != nil {
+		return err
+	}
+	var steps []Canvas
+	for i := len(nodes) - 1; i >= 0; i-- {
+		if recs[i] == nil || recs[i].State != Success {
+			continue
+		}
+		comp := *plan.Nodes[nodes[i]].Sig.Compensate
+		args, err := comp.Input(recs[i].Result)
+		if err != nil {
+			return err
+		}
+		comp.Args, comp.Immutable = args, true
+		steps = append(steps, &comp)
+	}
+	if len(steps) == 0 {
+		return nil
+	}
+	compID := plan.Workflow + "_compensation"
+	if _, err := w.client.Submit(ctx, Chain(steps...), &SubmitOpts{ID: compID}); err != nil {
+		return err
+	}
+	return w.rdb.HSet(ctx, backend.WorkflowKey(plan.Workflow), "compensation", compID).Err()
+}
+
 // cancelled reports whether the task's workflow was cancelled.
-func (w *Worker) cancelled(m *message) bool { return false }
+func (w *Worker) cancelled(m *message) bool {
+	if m.Workflow == "" {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), callbackTimeout)
+	defer cancel()
+	v, err := w.rdb.HGet(ctx, backend.WorkflowKey(m.Workflow), "cancelled").Result()
+	return err == nil && v == "1"
+}

@@ -60,6 +60,7 @@ type Worker struct {
 	mu   sync.RWMutex
 	defs map[string]Definition
 
+	plans    planCache
 	srv      *asynq.Server
 	stopping atomic.Bool
 	started  atomic.Bool
@@ -271,7 +272,7 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 		// Delivered again after its success was recorded (a crash before the
 		// ack, or a duplicate): never run it again, just hand the result on.
 		log.Info("already succeeded; handing on stored result")
-		return w.afterSuccess(ctx, m, st.Result)
+		return w.afterSuccess(ctx, m, st.Result, true)
 	case Failure, Revoked:
 		log.Info("already finished", "state", st.State)
 		return w.afterFailure(ctx, m, st.State, st.Error)
@@ -306,7 +307,7 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 			return &errInfra{err}
 		}
 		log.Debug("task succeeded", "duration", time.Since(start))
-		return w.afterSuccess(ctx, m, res)
+		return w.afterSuccess(ctx, m, res, false)
 	}
 	if w.stopping.Load() && ctx.Err() != nil {
 		// Shutdown cut the attempt short; asynq puts the task back.
@@ -376,6 +377,8 @@ func safePayload(b []byte) []byte {
 }
 
 var errCancelledByUser = errors.New("cancelled by user")
+
+const callbackTimeout = 5 * time.Second
 
 // invoke runs the handler with its timeout, turning a panic into an error.
 // A handler that ignores its context is abandoned at the deadline.

@@ -1,0 +1,369 @@
+package baton
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/batonhq/baton/backend"
+	"github.com/batonhq/baton/chain"
+)
+
+// Canvas building blocks, re-exported from package chain.
+type (
+	// Canvas is a Signature, *chain.Chain, *chain.Group or *chain.Chord.
+	Canvas = chain.Canvas
+	// Signature is one task of a canvas.
+	Signature = chain.Signature
+)
+
+// Chain runs steps one after another, each fed the previous step's result.
+func Chain(steps ...Canvas) *chain.Chain { return chain.NewChain(steps...) }
+
+// Group runs members in parallel; its result is the ordered list of theirs.
+func Group(members ...Canvas) *chain.Group { return chain.NewGroup(members...) }
+
+// Chord runs body once after every header task succeeded, with the ordered
+// list of their results.
+func Chord(header *chain.Group, body Canvas) *chain.Chord { return chain.NewChord(header, body) }
+
+// S is a signature of the task with static args: in a chain, the previous
+// result is added beside them in the field "input" (see chain.Signature).
+func (t *Task[A, R]) S(args A, opts *EnqueueOpts) *Signature {
+	raw, err := json.Marshal(args)
+	if err != nil {
+		panic(fmt.Sprintf("baton: %s.S: encode args %T: %v", t.kind, args, err))
+	}
+	return &Signature{Kind: t.kind, Args: raw, Options: encodeOpts(opts)}
+}
+
+// Sig is a signature with no static args: in a chain the previous result is
+// the whole payload, so it must decode into A.
+func (t *Task[A, R]) Sig(opts *EnqueueOpts) *Signature {
+	return &Signature{Kind: t.kind, Options: encodeOpts(opts)}
+}
+
+// SI is an immutable signature: it ignores the previous step's result.
+func (t *Task[A, R]) SI(args A, opts *EnqueueOpts) *Signature {
+	s := t.S(args, opts)
+	s.Immutable = true
+	return s
+}
+
+func encodeOpts(o *EnqueueOpts) json.RawMessage {
+	if o == nil {
+		return nil
+	}
+	b, err := json.Marshal(o)
+	if err != nil {
+		panic(fmt.Sprintf("baton: encode options: %v", err))
+	}
+	return b
+}
+
+// SubmitOpts configure Submit.
+type SubmitOpts struct {
+	// ID is the workflow id (no '.', '{' or '}'). Defaults to a new random
+	// id. Submitting an id that exists returns the existing workflow.
+	ID string
+	// RequireKnownKinds rejects tasks whose kind the client was not told
+	// about with Declare.
+	RequireKnownKinds bool
+}
+
+// Workflow is a handle on a submitted canvas.
+type Workflow struct {
+	ID   string
+	Plan *chain.Plan
+	c    *Client
+}
+
+// Submit validates a canvas, assigns every task its id, records them all
+// PENDING and enqueues the first steps. Nothing is enqueued when the canvas
+// is invalid; errors name the JSON path of the problem.
+func (c *Client) Submit(ctx context.Context, cv Canvas, opts *SubmitOpts) (*Workflow, error) {
+	var o SubmitOpts
+	if opts != nil {
+		o = *opts
+	}
+	if o.ID == "" {
+		o.ID = uuid.NewString()
+	}
+	if strings.ContainsAny(o.ID, ".{} ") || validID(o.ID) != nil {
+		return nil, fmt.Errorf("baton: workflow id %q: use letters, digits, '-' and '_' (no '.', braces or spaces)", o.ID)
+	}
+	if err := chain.Walk(cv, func(path string, s *Signature) error {
+		if o.RequireKnownKinds {
+			c.mu.RLock()
+			_, ok := c.defs[s.Kind]
+			c.mu.RUnlock()
+			if !ok {
+				return fmt.Errorf("%s.task: unknown task kind %q (known: %s)", path, s.Kind, strings.Join(c.kinds(), ", "))
+			}
+		}
+		if len(s.Options) > 0 {
+			var eo EnqueueOpts
+			if err := json.Unmarshal(s.Options, &eo); err != nil {
+				return fmt.Errorf("%s.options: %w", path, err)
+			}
+			if eo.ID != "" {
+				return fmt.Errorf("%s.options.id: task ids in a canvas are assigned by baton (\"<workflow>.<n>\"); set the workflow id instead", path)
+			}
+			if err := eo.validate(); err != nil {
+				return fmt.Errorf("%s.options: %w", path, err)
+			}
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("baton: invalid canvas: %w", err)
+	}
+	plan, err := chain.Compile(o.ID, cv)
+	if err != nil {
+		return nil, fmt.Errorf("baton: invalid canvas: %w", err)
+	}
+	first, err := plan.Start(0, nil, "")
+	if err != nil {
+		return nil, fmt.Errorf("baton: invalid canvas: %w", err)
+	}
+	planJSON, err := json.Marshal(plan)
+	if err != nil {
+		return nil, fmt.Errorf("baton: encode plan: %w", err)
+	}
+	now := time.Now()
+	created, err := c.saveWorkflow(ctx, plan, planJSON, now)
+	if err != nil {
+		return nil, c.redisErr("submit workflow", err)
+	}
+	wf := &Workflow{ID: o.ID, Plan: plan, c: c}
+	if !created {
+		return wf, nil // already submitted: idempotent
+	}
+	metas := []backend.Meta{{ID: o.ID, Kind: plan.Kind(), WorkflowID: o.ID, EnqueuedAt: now}}
+	for _, n := range plan.Tasks() {
+		node := plan.Nodes[n]
+		metas = append(metas, backend.Meta{ID: node.TaskID, Kind: node.Sig.Kind, WorkflowID: o.ID, EnqueuedAt: now,
+			Queue: c.queueFor(node.Sig)})
+	}
+	if err := c.be.MarkPending(ctx, metas...); err != nil {
+		return nil, c.redisErr("submit workflow", err)
+	}
+	if err := c.dispatch(ctx, plan, first, c.defaultsFor); err != nil {
+		return nil, err
+	}
+	return wf, nil
+}
+
+func (c *Client) kinds() []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]string, 0, len(c.defs))
+	for k := range c.defs {
+		out = append(out, k)
+	}
+	return sortStrings(out)
+}
+
+func (c *Client) queueFor(s *Signature) string {
+	if len(s.Options) > 0 {
+		var eo EnqueueOpts
+		if json.Unmarshal(s.Options, &eo) == nil && eo.Queue != "" {
+			return eo.Queue
+		}
+	}
+	return c.defaultsFor(s.Kind).Queue
+}
+
+// saveWorkflow stores the plan once; it reports false when the workflow
+// existed already.
+func (c *Client) saveWorkflow(ctx context.Context, plan *chain.Plan, planJSON []byte, now time.Time) (bool, error) {
+	key := backend.WorkflowKey(plan.Workflow)
+	ok, err := c.rdb.HSetNX(ctx, key, "plan", planJSON).Result()
+	if err != nil || !ok {
+		return false, err
+	}
+	ttl := c.be.TTL()
+	pipe := c.rdb.Pipeline()
+	pipe.HSet(ctx, key, "created", now.UnixMilli(), "kind", plan.Kind(), "tasks", len(plan.Tasks()))
+	pipe.Expire(ctx, key, ttl)
+	pipe.ZAdd(ctx, backend.WorkflowIndexKey, redis.Z{Score: float64(now.UnixMilli()), Member: plan.Workflow})
+	pipe.ZRemRangeByScore(ctx, backend.WorkflowIndexKey, "-inf", fmt.Sprint(now.Add(-ttl).UnixMilli()))
+	pipe.Expire(ctx, backend.WorkflowIndexKey, ttl)
+	_, err = pipe.Exec(ctx)
+	return true, err
+}
+
+// dispatch enqueues the given steps of a plan.
+func (c *Client) dispatch(ctx context.Context, plan *chain.Plan, ds []chain.Dispatch, defaults func(string) TaskOptions) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	now := time.Now()
+	msgs := make([]*message, len(ds))
+	for i, d := range ds {
+		var eo EnqueueOpts
+		if len(d.Sig.Options) > 0 {
+			if err := json.Unmarshal(d.Sig.Options, &eo); err != nil {
+				return fmt.Errorf("baton: step %s options: %w", d.TaskID, err)
+			}
+		}
+		eo.ID = d.TaskID
+		m, err := c.buildMessage(d.Sig.Kind, d.Args, defaults(d.Sig.Kind), &eo, now)
+		if err != nil {
+			return err
+		}
+		m.Workflow, m.Node, m.Parent = plan.Workflow, d.Node, d.Parent
+		msgs[i] = m
+	}
+	return c.sendAll(ctx, msgs)
+}
+
+// sendAll sends messages, several at a time for large fan-outs.
+func (c *Client) sendAll(ctx context.Context, msgs []*message) error {
+	const par = 8
+	if len(msgs) <= par {
+		return c.send(ctx, msgs, 0)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, par)
+	for p := range par {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := p; i < len(msgs); i += par {
+				if err := c.send(ctx, msgs[i:i+1], 0); err != nil {
+					errs[p] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Workflow returns a handle on a submitted workflow.
+func (c *Client) Workflow(ctx context.Context, id string) (*Workflow, error) {
+	plan, err := loadPlan(ctx, c.rdb, id)
+	if err != nil {
+		return nil, err
+	}
+	return &Workflow{ID: id, Plan: plan, c: c}, nil
+}
+
+func loadPlan(ctx context.Context, rdb redis.UniversalClient, id string) (*chain.Plan, error) {
+	raw, err := rdb.HGet(ctx, backend.WorkflowKey(id), "plan").Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("%w: workflow %s (never submitted, or expired)", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("baton: load workflow %s: %w", id, err)
+	}
+	var p chain.Plan
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return nil, fmt.Errorf("baton: workflow %s: stored plan is corrupt: %w", id, err)
+	}
+	return &p, nil
+}
+
+// Wait blocks until the workflow ends; the record's Result is the final
+// result. The error is a *TaskError naming the step that failed.
+func (w *Workflow) Wait(ctx context.Context) (*Record, error) {
+	r, err := w.c.be.WaitKnown(ctx, w.ID)
+	return w.c.waitResult(w.ID, r, err)
+}
+
+// Get waits for the workflow and decodes its final result into out.
+func (w *Workflow) Get(ctx context.Context, out any) error {
+	r, err := w.Wait(ctx)
+	if err != nil {
+		return err
+	}
+	if out == nil || len(r.Result) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(r.Result, out); err != nil {
+		return fmt.Errorf("baton: decode result of workflow %s into %T: %w", w.ID, out, err)
+	}
+	return nil
+}
+
+// Step is one task of a workflow with its current record.
+type Step struct {
+	Node     int
+	Position string
+	Record   *Record // nil when the record expired
+}
+
+// Steps returns every task of the workflow in plan order with its state.
+func (w *Workflow) Steps(ctx context.Context) ([]Step, error) {
+	nodes := w.Plan.Tasks()
+	ids := make([]string, len(nodes))
+	for i, n := range nodes {
+		ids[i] = w.Plan.Nodes[n].TaskID
+	}
+	recs, err := w.c.be.GetMany(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Step, len(nodes))
+	for i, n := range nodes {
+		out[i] = Step{Node: n, Position: w.Plan.Position(n), Record: recs[i]}
+	}
+	return out, nil
+}
+
+// Record returns the workflow's own record (state, final result, error).
+func (w *Workflow) Record(ctx context.Context) (*Record, error) { return w.c.Get(ctx, w.ID) }
+
+// Cancel cancels a workflow: steps not started never start (REVOKED), running
+// steps have their context cancelled (best effort), waiters get an error
+// wrapping ErrCancelled.
+func (c *Client) Cancel(ctx context.Context, wfID string) error {
+	plan, err := loadPlan(ctx, c.rdb, wfID)
+	if err != nil {
+		return err
+	}
+	reason := cancelReasonPrefix + ": workflow " + wfID + " cancelled"
+	if err := c.rdb.HSet(ctx, backend.WorkflowKey(wfID), "cancelled", "1", "cancel_reason", reason).Err(); err != nil {
+		return c.redisErr("cancel "+wfID, err)
+	}
+	nodes := plan.Tasks()
+	ids := make([]string, len(nodes))
+	for i, n := range nodes {
+		ids[i] = plan.Nodes[n].TaskID
+	}
+	recs, err := c.be.GetMany(ctx, ids)
+	if err != nil {
+		return c.redisErr("cancel "+wfID, err)
+	}
+	outs := []backend.Outcome{{ID: wfID, State: Revoked, Error: reason}}
+	for i, id := range ids {
+		outs = append(outs, backend.Outcome{ID: id, State: Revoked, Error: reason})
+		if recs[i] != nil && (recs[i].State == Started) {
+			_ = c.cancelRunning(ctx, id)
+		}
+	}
+	if err := c.be.FinishMany(ctx, outs...); err != nil {
+		return c.redisErr("cancel "+wfID, err)
+	}
+	return nil
+}
+
+// cancelRunning asks the worker running a task to cancel its context.
+func (c *Client) cancelRunning(ctx context.Context, id string) error {
+	return asynq.NewInspectorFromRedisClient(c.rdb).CancelProcessing(id)
+}
+
+func sortStrings(s []string) []string {
+	sort.Strings(s)
+	return s
+}

@@ -1,0 +1,22 @@
+// Package chain is baton's canvas: Signature, Chain, Group and Chord, the JSON
+// form they are written in, and the pure logic of how a finished step hands
+// its result to the next. It knows nothing of Redis: the root package runs
+// the actions a Plan returns.
+//
+// # Semantics
+//
+//   - Chain(a, b, c): b receives a's result, c receives b's. With no static
+//     args the result is the next task's payload; with static args (a JSON
+//     object) the result is placed beside them in the field named by
+//     Signature.ResultField ("input" by default). An Immutable signature
+//     ignores the result.
+//   - Group(a, b, c): members run in parallel; the group's result is the list
+//     of member results in the order given. A group inside a chain receives
+//     the previous result in every member.
+//   - Chord(header, body): body runs once, after every header member
+//     succeeded, with the ordered list of their results. A group followed by
+//     a step in a chain is the same thing.
+//
+// Every task of a canvas gets its id when the canvas is compiled into a Plan:
+// "<workflow id>.<n>", n counting tasks depth-first from 1.
+package chain
