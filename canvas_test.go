@@ -15,7 +15,7 @@ import (
 )
 
 type num struct {
-	N     int `json:"n"`
+	N     int  `json:"n"`
 	Input *int `json:"input,omitempty"`
 }
 

@@ -31,9 +31,9 @@ type batch struct {
 }
 
 const (
-	flushers     = 4    // pipelines in flight at once
-	maxBatch     = 512  // calls per pipeline
-	callTimeout  = 10 * time.Second
+	flushers    = 4   // pipelines in flight at once
+	maxBatch    = 512 // calls per pipeline
+	callTimeout = 10 * time.Second
 )
 
 type pipeliner struct {
