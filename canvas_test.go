@@ -134,3 +134,23 @@ func TestChainFailure(t *testing.T) {
 	require.Zero(t, ran.Load())
 	_ = json.Valid
 }
+
+func TestChainTypeMismatch(t *testing.T) {
+	b := setup(t)
+	canvasWorker(t, b)
+	ctx := ctxTimeout(t, 20*time.Second)
+	// sum expects []int but gets incr's int result.
+	wf, err := b.client.Submit(ctx, baton.Chain(incr.S(1, nil), sum.Sig(nil)), nil)
+	require.NoError(t, err)
+	_, err = wf.Wait(ctx)
+	require.Error(t, err)
+	st, err := wf.Steps(ctx)
+	require.NoError(t, err)
+	rec := st[1].Record
+	require.Equal(t, baton.Failure, rec.State)
+	require.Equal(t, 1, rec.Executions, "a type mismatch is not retried")
+	require.Contains(t, rec.Error, "workflow "+wf.ID)
+	require.Contains(t, rec.Error, "step 2 of 2 of a chain")
+	require.Contains(t, rec.Error, "a JSON number")
+	require.Contains(t, rec.Error, "[]int")
+}

@@ -316,6 +316,10 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 	if errors.Is(context.Cause(ctx), errCancelledByUser) || (ctx.Err() != nil && w.cancelled(m)) {
 		return w.fail(ctx, log, m, retried, Revoked, cancelReasonPrefix+": workflow cancelled while running", false)
 	}
+	var ae *argsError
+	if errors.As(herr, &ae) && m.Workflow != "" {
+		herr = Permanent(w.mismatchError(ctx, m, ae))
+	}
 	final := IsPermanent(herr) || retried >= maxRetries || (asynqMax > 0 && retried >= asynqMax)
 	if final {
 		msg := herr.Error()
@@ -425,4 +429,40 @@ func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...), "compone
 func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...), "component", "asynq") }
 func (a asynqLogger) Fatal(args ...any) {
 	a.l.Error(fmt.Sprint(args...), "component", "asynq", "fatal", true)
+}
+
+// mismatchError explains a chained step whose input does not fit its args.
+func (w *Worker) mismatchError(ctx context.Context, m *message, ae *argsError) error {
+	pos := fmt.Sprintf("step %s", m.ID)
+	if plan, err := w.plan(ctx, m.Workflow); err == nil && m.Node < len(plan.Nodes) {
+		pos = fmt.Sprintf("%s (%s, %s)", pos, plan.Position(m.Node), plan.Kind())
+	}
+	from := "its static args"
+	if m.Parent != "" {
+		from = "the result of " + m.Parent
+	}
+	return fmt.Errorf("workflow %s, %s, task %q: %s (a JSON %s) does not decode into %s: %v; not retried",
+		m.Workflow, pos, m.Kind, from, jsonKind(m.Args), ae.typ, ae.err)
+}
+
+func jsonKind(raw []byte) string {
+	for _, c := range raw {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		case '{':
+			return "object"
+		case '[':
+			return "array"
+		case '"':
+			return "string"
+		case 't', 'f':
+			return "boolean"
+		case 'n':
+			return "null"
+		default:
+			return "number"
+		}
+	}
+	return "empty value"
 }
