@@ -1,0 +1,458 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Examples of valid URLs, one of which ends every parse error.
+const (
+	exampleSingle   = "redis://:password@127.0.0.1:6379/0"
+	exampleSentinel = "redis-sentinel://:password@host1:26379,host2:26379/0?master=mymaster"
+	exampleCluster  = "redis-cluster://host1:6379,host2:6379"
+	exampleAll      = exampleSingle + ", rediss://host:6380/0 (TLS), " + exampleSentinel + " or " + exampleCluster
+)
+
+// ParseRedisURL turns a Redis address into options for redis.NewUniversalClient.
+// It accepts:
+//
+//	redis://[user:password@]host[:port][/db]         a single node (port 6379, db 0 by default)
+//	rediss://[user:password@]host[:port][/db]        the same over TLS
+//	redis-sentinel://[user:password@]h1:p1,h2:p2[/db]?master=NAME
+//	                                                 Sentinel; the password is the master's
+//	                                                 (add sentinel_password=... if the
+//	                                                 sentinels need one); rediss-sentinel:// for TLS
+//	redis-cluster://[user:password@]h1:p1,h2:p2      Redis Cluster; rediss-cluster:// for TLS
+//	h1:p1,h2:p2                                      a cluster address list
+//	host:port                                        a single node (a one-address list)
+//
+// Any query parameter go-redis understands (pool_size, read_timeout, ...) may
+// follow. timeout, if > 0, becomes the dial, read and write timeout unless the
+// URL sets that timeout itself, so a caller learns quickly that Redis is down.
+//
+// Errors say what is wrong and show a valid URL; they never contain the password.
+func ParseRedisURL(s string, timeout time.Duration) (*redis.UniversalOptions, error) {
+	p, err := splitRedisURL(s)
+	var opts *redis.UniversalOptions
+	if err == nil {
+		switch p.mode {
+		case modeSingle:
+			opts, err = p.single()
+		case modeSentinel:
+			opts, err = p.sentinel()
+		case modeCluster:
+			opts, err = p.cluster()
+		}
+	}
+	if err != nil {
+		example := exampleAll
+		switch {
+		case p == nil:
+		case p.mode == modeSingle:
+			example = exampleSingle
+		case p.mode == modeSentinel:
+			example = exampleSentinel
+		case p.mode == modeCluster:
+			example = exampleCluster
+		}
+		return nil, fmt.Errorf("invalid Redis URL: %w; a valid one looks like %s", err, example)
+	}
+	if timeout > 0 {
+		if opts.DialTimeout == 0 {
+			opts.DialTimeout = timeout
+		}
+		if opts.ReadTimeout == 0 {
+			opts.ReadTimeout = timeout
+		}
+		if opts.WriteTimeout == 0 {
+			opts.WriteTimeout = timeout
+		}
+	}
+	return opts, nil
+}
+
+// NewRedisClient parses url with ParseRedisURL and returns the matching
+// client: a *redis.Client (honouring the database number), a Sentinel
+// failover client or a *redis.ClusterClient. It does not contact Redis.
+func NewRedisClient(url string, timeout time.Duration) (redis.UniversalClient, error) {
+	opts, err := ParseRedisURL(url, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewUniversalClient(opts), nil
+}
+
+// RedactRedisURL returns s with any password replaced by "xxxxx", for logs
+// and error messages.
+func RedactRedisURL(s string) string {
+	scheme, rest, hasScheme := strings.Cut(s, "://")
+	if !hasScheme || strings.ContainsAny(scheme, "@:/?") {
+		scheme, rest, hasScheme = "", s, false
+	}
+	userinfo, hasUser, hosts, tail := splitAuthority(rest)
+	var b strings.Builder
+	if hasScheme {
+		b.WriteString(scheme + "://")
+	}
+	if hasUser {
+		if user, _, hasPass := strings.Cut(userinfo, ":"); hasPass {
+			b.WriteString(user + ":xxxxx@")
+		} else {
+			b.WriteString("xxxxx@")
+		}
+	}
+	b.WriteString(hosts)
+	path, query, hasQuery := strings.Cut(tail, "?")
+	b.WriteString(path)
+	if hasQuery {
+		b.WriteString(redactQuery(query))
+	}
+	return b.String()
+}
+
+// splitAuthority splits rest ("[userinfo@]hosts[/path][?query]") by hand:
+// the userinfo ends at the last "@" before the query, so an unescaped "/" or
+// "@" in a password does not leak it into the host list.
+func splitAuthority(rest string) (userinfo string, hasUser bool, hosts, tail string) {
+	beforeQuery := rest
+	if i := strings.IndexByte(rest, '?'); i >= 0 {
+		beforeQuery = rest[:i]
+	}
+	if at := strings.LastIndexByte(beforeQuery, '@'); at >= 0 {
+		userinfo, hasUser, rest = rest[:at], true, rest[at+1:]
+	}
+	hosts = rest
+	if i := strings.IndexAny(rest, "/?"); i >= 0 {
+		hosts, tail = rest[:i], rest[i:]
+	}
+	return userinfo, hasUser, hosts, tail
+}
+
+// redactQuery hides the value of every query parameter whose name mentions a
+// password.
+func redactQuery(q string) string {
+	parts := strings.Split(q, "&")
+	for i, kv := range parts {
+		k, _, ok := strings.Cut(kv, "=")
+		if ok && strings.Contains(strings.ToLower(k), "password") {
+			parts[i] = k + "=xxxxx"
+		}
+	}
+	return "?" + strings.Join(parts, "&")
+}
+
+type redisMode int
+
+const (
+	modeSingle redisMode = iota
+	modeSentinel
+	modeCluster
+)
+
+// redisURLParts is a Redis URL split by hand, because net/url rejects host
+// lists with IPv6 literals and echoes the password in its errors.
+type redisURLParts struct {
+	mode  redisMode
+	tls   bool
+	user  *url.Userinfo
+	addrs []string
+	path  string
+	query url.Values
+}
+
+func splitRedisURL(s string) (*redisURLParts, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, badURL("it is empty")
+	}
+	p := &redisURLParts{mode: modeCluster}
+	defPort := "6379"
+	scheme, rest, hasScheme := strings.Cut(s, "://")
+	if hasScheme {
+		switch strings.ToLower(scheme) {
+		case "redis":
+			p.mode = modeSingle
+		case "rediss":
+			p.mode, p.tls = modeSingle, true
+		case "redis-sentinel", "sentinel":
+			p.mode, defPort = modeSentinel, "26379"
+		case "rediss-sentinel":
+			p.mode, p.tls, defPort = modeSentinel, true, "26379"
+		case "redis-cluster":
+			p.mode = modeCluster
+		case "rediss-cluster":
+			p.mode, p.tls = modeCluster, true
+		case "unix":
+			return nil, badURL("unix sockets are not supported; listen on TCP and use redis://127.0.0.1:6379/0")
+		default:
+			if strings.ContainsAny(scheme, "@:/") {
+				scheme = "..." // may hold a password
+			}
+			return nil, badURL(fmt.Sprintf("unknown scheme %q", scheme))
+		}
+	} else {
+		rest = s
+	}
+
+	userinfo, hasUser, hosts, tail := splitAuthority(rest)
+	if hasUser {
+		user, pass, hasPass := strings.Cut(userinfo, ":")
+		var err1, err2 error
+		user, err1 = url.PathUnescape(user)
+		pass, err2 = url.PathUnescape(pass)
+		if err1 != nil || err2 != nil {
+			return p, badURL("the user:password part is malformed; percent-encode special characters in the password (% is %25, @ is %40, : is %3A, / is %2F)")
+		}
+		p.user = url.User(user)
+		if hasPass {
+			p.user = url.UserPassword(user, pass)
+		}
+	}
+	// net/url parses the path and query; "h" stands in for the host list.
+	u, err := url.Parse("redis://h" + tail)
+	if err != nil {
+		why := "the path or query is malformed"
+		if !strings.Contains(strings.ToLower(tail), "password") {
+			why += ": " + urlErrDetail(err)
+		}
+		return p, badURL(why)
+	}
+	p.path, p.query = u.Path, u.Query()
+
+	if hosts == "" {
+		if p.mode == modeSingle {
+			hosts = "localhost"
+		} else {
+			return p, badURL("no host given")
+		}
+	}
+	for h := range strings.SplitSeq(hosts, ",") {
+		addr, err := normalizeAddr(strings.TrimSpace(h), defPort)
+		if err != nil {
+			return p, err
+		}
+		p.addrs = append(p.addrs, addr)
+	}
+	if !hasScheme && len(p.addrs) == 1 {
+		p.mode = modeSingle // "host:port" is one node, as in redis.UniversalOptions
+	}
+	if p.mode == modeSingle && len(p.addrs) > 1 {
+		return p, badURL(fmt.Sprintf("%s:// takes one host but %d are given; for Redis Cluster use redis-cluster://%s, for Sentinel redis-sentinel://%s/0?master=mymaster",
+			scheme, len(p.addrs), hosts, hosts))
+	}
+	return p, nil
+}
+
+func normalizeAddr(h, defPort string) (string, error) {
+	if h == "" {
+		return "", badURL("an address in the host list is empty; separate addresses with single commas")
+	}
+	host, port, err := net.SplitHostPort(h)
+	if err != nil {
+		// No port: "host", "[::1]" or a bare IPv6 address.
+		host = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+		port = defPort
+		if strings.ContainsAny(host, "[]") {
+			return "", badURL(fmt.Sprintf("address %q is malformed; write IPv6 addresses as [::1]:%s", h, defPort))
+		}
+	}
+	if host == "" {
+		return "", badURL(fmt.Sprintf("address %q has no host name", h))
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", badURL(fmt.Sprintf("address %q has an invalid port %q; ports are 1-65535, e.g. %s:%s", h, port, host, defPort))
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// goRedisURL rebuilds a URL go-redis parses, with the first address as host
+// and the others as addr= parameters.
+func (p *redisURLParts) goRedisURL(user *url.Userinfo, q url.Values) string {
+	scheme := "redis"
+	if p.tls {
+		scheme = "rediss"
+	}
+	for _, a := range p.addrs[1:] {
+		q.Add("addr", a)
+	}
+	u := url.URL{Scheme: scheme, User: user, Host: p.addrs[0], Path: p.path, RawQuery: q.Encode()}
+	return u.String()
+}
+
+func (p *redisURLParts) single() (*redis.UniversalOptions, error) {
+	o, err := redis.ParseURL(p.goRedisURL(p.user, p.query))
+	if err != nil {
+		return nil, goRedisErr(err)
+	}
+	return &redis.UniversalOptions{
+		Addrs:           []string{o.Addr},
+		DB:              o.DB,
+		Username:        o.Username,
+		Password:        o.Password,
+		TLSConfig:       o.TLSConfig,
+		ClientName:      o.ClientName,
+		Protocol:        o.Protocol,
+		MaxRetries:      o.MaxRetries,
+		MinRetryBackoff: o.MinRetryBackoff,
+		MaxRetryBackoff: o.MaxRetryBackoff,
+		DialTimeout:     o.DialTimeout,
+		ReadTimeout:     o.ReadTimeout,
+		WriteTimeout:    o.WriteTimeout,
+		PoolFIFO:        o.PoolFIFO,
+		PoolSize:        o.PoolSize,
+		PoolTimeout:     o.PoolTimeout,
+		MinIdleConns:    o.MinIdleConns,
+		MaxIdleConns:    o.MaxIdleConns,
+		MaxActiveConns:  o.MaxActiveConns,
+		ConnMaxIdleTime: o.ConnMaxIdleTime,
+		ConnMaxLifetime: o.ConnMaxLifetime,
+	}, nil
+}
+
+func (p *redisURLParts) sentinel() (*redis.UniversalOptions, error) {
+	q := p.query
+	master := q.Get("master")
+	if master == "" {
+		master = q.Get("master_name")
+	}
+	if master == "" {
+		return nil, badURL("a Sentinel URL needs the master's name: add ?master=NAME")
+	}
+	for _, k := range []string{"password", "username"} {
+		if q.Has(k) {
+			return nil, badURL(fmt.Sprintf("put the master's credentials in the URL (redis-sentinel://user:password@host...), not in ?%s=", k))
+		}
+	}
+	for _, k := range []string{"replica_only", "use_disconnected_replicas"} {
+		if q.Has(k) {
+			return nil, badURL(fmt.Sprintf("option %s is not supported", k))
+		}
+	}
+	// go-redis reads the userinfo as the sentinels' credentials and
+	// ?username=&password= as the master's; ours reads the other way round.
+	var sentinelUser *url.Userinfo
+	if q.Has("sentinel_password") || q.Has("sentinel_username") {
+		sentinelUser = url.UserPassword(q.Get("sentinel_username"), q.Get("sentinel_password"))
+	}
+	gq := url.Values{}
+	for k, v := range q {
+		switch k {
+		case "master", "master_name", "sentinel_password", "sentinel_username":
+		default:
+			gq[k] = v
+		}
+	}
+	gq.Set("master_name", master)
+	if p.user != nil {
+		gq.Set("username", p.user.Username())
+		if pw, ok := p.user.Password(); ok {
+			gq.Set("password", pw)
+		}
+	}
+	o, err := redis.ParseFailoverURL(p.goRedisURL(sentinelUser, gq))
+	if err != nil {
+		return nil, goRedisErr(err)
+	}
+	return &redis.UniversalOptions{
+		Addrs:                 o.SentinelAddrs,
+		MasterName:            o.MasterName,
+		DB:                    o.DB,
+		Username:              o.Username,
+		Password:              o.Password,
+		SentinelUsername:      o.SentinelUsername,
+		SentinelPassword:      o.SentinelPassword,
+		TLSConfig:             o.TLSConfig,
+		ClientName:            o.ClientName,
+		RouteByLatency:        o.RouteByLatency,
+		RouteRandomly:         o.RouteRandomly,
+		Protocol:              o.Protocol,
+		MaxRetries:            o.MaxRetries,
+		MinRetryBackoff:       o.MinRetryBackoff,
+		MaxRetryBackoff:       o.MaxRetryBackoff,
+		DialTimeout:           o.DialTimeout,
+		ReadTimeout:           o.ReadTimeout,
+		WriteTimeout:          o.WriteTimeout,
+		PoolFIFO:              o.PoolFIFO,
+		PoolSize:              o.PoolSize,
+		PoolTimeout:           o.PoolTimeout,
+		MinIdleConns:          o.MinIdleConns,
+		MaxIdleConns:          o.MaxIdleConns,
+		MaxActiveConns:        o.MaxActiveConns,
+		ConnMaxIdleTime:       o.ConnMaxIdleTime,
+		ConnMaxLifetime:       o.ConnMaxLifetime,
+		DisableIdentity:       o.DisableIdentity,
+		IdentitySuffix:        o.IdentitySuffix,
+		UnstableResp3:         o.UnstableResp3,
+		ContextTimeoutEnabled: o.ContextTimeoutEnabled,
+	}, nil
+}
+
+func (p *redisURLParts) cluster() (*redis.UniversalOptions, error) {
+	if db := strings.Trim(p.path, "/"); db != "" && db != "0" {
+		return nil, badURL(fmt.Sprintf("Redis Cluster has only database 0; remove /%s from the URL", db))
+	}
+	if p.query.Has("db") {
+		return nil, badURL("Redis Cluster has only database 0; remove ?db= from the URL")
+	}
+	q := url.Values{}
+	for k, v := range p.query {
+		q[k] = v
+	}
+	o, err := redis.ParseClusterURL(p.goRedisURL(p.user, q))
+	if err != nil {
+		return nil, goRedisErr(err)
+	}
+	return &redis.UniversalOptions{
+		Addrs:                 o.Addrs,
+		IsClusterMode:         true,
+		Username:              o.Username,
+		Password:              o.Password,
+		TLSConfig:             o.TLSConfig,
+		ClientName:            o.ClientName,
+		MaxRedirects:          o.MaxRedirects,
+		ReadOnly:              o.ReadOnly,
+		RouteByLatency:        o.RouteByLatency,
+		RouteRandomly:         o.RouteRandomly,
+		Protocol:              o.Protocol,
+		MaxRetries:            o.MaxRetries,
+		MinRetryBackoff:       o.MinRetryBackoff,
+		MaxRetryBackoff:       o.MaxRetryBackoff,
+		DialTimeout:           o.DialTimeout,
+		ReadTimeout:           o.ReadTimeout,
+		WriteTimeout:          o.WriteTimeout,
+		PoolFIFO:              o.PoolFIFO,
+		PoolSize:              o.PoolSize,
+		PoolTimeout:           o.PoolTimeout,
+		MinIdleConns:          o.MinIdleConns,
+		MaxIdleConns:          o.MaxIdleConns,
+		MaxActiveConns:        o.MaxActiveConns,
+		ConnMaxIdleTime:       o.ConnMaxIdleTime,
+		ConnMaxLifetime:       o.ConnMaxLifetime,
+		FailingTimeoutSeconds: o.FailingTimeoutSeconds,
+	}, nil
+}
+
+func badURL(why string) error { return errors.New(why) }
+
+// goRedisErr rewords a go-redis parse error. Those name options and values
+// of non-secret parameters, never the password.
+func goRedisErr(err error) error {
+	return badURL(strings.TrimPrefix(err.Error(), "redis: "))
+}
+
+// urlErrDetail is the reason inside a *url.Error, without the URL (which may
+// hold a password).
+func urlErrDetail(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return "malformed"
+}

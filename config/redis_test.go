@@ -1,0 +1,226 @@
+package config_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/batonhq/baton/config"
+	"github.com/batonhq/baton/internal/redistest"
+)
+
+func TestParseRedisURL(t *testing.T) {
+	const timeout = 2 * time.Second
+	tests := []struct {
+		name string
+		url  string
+		want redis.UniversalOptions // timeouts are checked separately
+		tls  string                 // expected TLS server name, "" for no TLS
+	}{
+		{name: "single", url: "redis://127.0.0.1:6379/0",
+			want: redis.UniversalOptions{Addrs: []string{"127.0.0.1:6379"}}},
+		{name: "single with user, password and db", url: "redis://app:p%40ss@redis.internal:6380/3",
+			want: redis.UniversalOptions{Addrs: []string{"redis.internal:6380"}, Username: "app", Password: "p@ss", DB: 3}},
+		{name: "single, password only, default port", url: "redis://:pw@redis",
+			want: redis.UniversalOptions{Addrs: []string{"redis:6379"}, Password: "pw"}},
+		{name: "unescaped slash in password", url: "redis://:ab/cd@redis:6379/1",
+			want: redis.UniversalOptions{Addrs: []string{"redis:6379"}, Password: "ab/cd", DB: 1}},
+		{name: "single IPv6", url: "redis://[::1]:6379/2",
+			want: redis.UniversalOptions{Addrs: []string{"[::1]:6379"}, DB: 2}},
+		{name: "go-redis query options", url: "redis://h:6379/0?pool_size=20&client_name=baton",
+			want: redis.UniversalOptions{Addrs: []string{"h:6379"}, PoolSize: 20, ClientName: "baton"}},
+		{name: "TLS", url: "rediss://cache.example.com:6380/1",
+			want: redis.UniversalOptions{Addrs: []string{"cache.example.com:6380"}, DB: 1}, tls: "cache.example.com"},
+		{name: "bare host:port is one node", url: "10.0.0.1:6379",
+			want: redis.UniversalOptions{Addrs: []string{"10.0.0.1:6379"}}},
+		{name: "sentinel", url: "redis-sentinel://:pw@s1:26379,s2:26380/2?master=mymaster",
+			want: redis.UniversalOptions{Addrs: []string{"s1:26379", "s2:26380"}, MasterName: "mymaster", Password: "pw", DB: 2}},
+		{name: "sentinel default port and sentinel password", url: "redis-sentinel://s1,s2?master=m&sentinel_password=spw",
+			want: redis.UniversalOptions{Addrs: []string{"s1:26379", "s2:26379"}, MasterName: "m", SentinelPassword: "spw"}},
+		{name: "sentinel master_name alias", url: "redis-sentinel://s1:26379?master_name=m",
+			want: redis.UniversalOptions{Addrs: []string{"s1:26379"}, MasterName: "m"}},
+		{name: "sentinel TLS", url: "rediss-sentinel://s1:26379/0?master=m",
+			want: redis.UniversalOptions{Addrs: []string{"s1:26379"}, MasterName: "m"}, tls: "s1"},
+		{name: "cluster scheme", url: "redis-cluster://:pw@h1:7000,h2:7001",
+			want: redis.UniversalOptions{Addrs: []string{"h1:7000", "h2:7001"}, Password: "pw", IsClusterMode: true}},
+		{name: "cluster with one seed", url: "redis-cluster://h1:7000/0",
+			want: redis.UniversalOptions{Addrs: []string{"h1:7000"}, IsClusterMode: true}},
+		{name: "cluster list", url: "h1:7000, h2:7001,h3:7002",
+			want: redis.UniversalOptions{Addrs: []string{"h1:7000", "h2:7001", "h3:7002"}, IsClusterMode: true}},
+		{name: "cluster IPv6", url: "redis-cluster://[::1]:7000,[::2]:7001",
+			want: redis.UniversalOptions{Addrs: []string{"[::1]:7000", "[::2]:7001"}, IsClusterMode: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := config.ParseRedisURL(tt.url, timeout)
+			require.NoError(t, err)
+			require.Equal(t, timeout, got.DialTimeout)
+			require.Equal(t, timeout, got.ReadTimeout)
+			require.Equal(t, timeout, got.WriteTimeout)
+			if tt.tls == "" {
+				require.Nil(t, got.TLSConfig)
+			} else {
+				require.NotNil(t, got.TLSConfig)
+				require.Equal(t, tt.tls, got.TLSConfig.ServerName)
+			}
+			got.DialTimeout, got.ReadTimeout, got.WriteTimeout, got.TLSConfig = 0, 0, 0, nil
+			require.Equal(t, tt.want, *got)
+		})
+	}
+
+	t.Run("URL timeouts win", func(t *testing.T) {
+		got, err := config.ParseRedisURL("redis://h/0?dial_timeout=1s&read_timeout=0", timeout)
+		require.NoError(t, err)
+		require.Equal(t, time.Second, got.DialTimeout)
+		require.Equal(t, time.Duration(-1), got.ReadTimeout, "0 in the URL disables the timeout")
+		require.Equal(t, timeout, got.WriteTimeout)
+	})
+
+	t.Run("no timeout keeps go-redis defaults", func(t *testing.T) {
+		got, err := config.ParseRedisURL("redis://h/0", 0)
+		require.NoError(t, err)
+		require.Zero(t, got.DialTimeout)
+	})
+}
+
+func TestParseRedisURLErrors(t *testing.T) {
+	tests := []struct {
+		name, url string
+		want      []string
+	}{
+		{"empty", " ", []string{"invalid Redis URL: it is empty", "redis://", "redis-sentinel://", "redis-cluster://"}},
+		{"unknown scheme", "http://localhost:6379", []string{`unknown scheme "http"`}},
+		{"unix socket", "unix:///tmp/redis.sock", []string{"unix sockets are not supported"}},
+		{"sentinel without master", "redis-sentinel://s1:26379,s2:26379/0",
+			[]string{"add ?master=NAME", "redis-sentinel://:password@host1:26379,host2:26379/0?master=mymaster"}},
+		{"sentinel password in query", "redis-sentinel://s1?master=m&password=x", []string{"not in ?password="}},
+		{"two hosts in redis://", "redis://h1:6379,h2:6379/0", []string{"takes one host but 2 are given", "redis-cluster://h1:6379,h2:6379"}},
+		{"bad port", "redis://h:abc/0", []string{`address "h:abc" has an invalid port "abc"`, "redis://:password@127.0.0.1:6379/0"}},
+		{"port out of range", "redis://h:70000", []string{`invalid port "70000"`}},
+		{"bad db", "redis://h:6379/x", []string{`invalid database number: "x"`}},
+		{"unknown option", "redis://h:6379/0?bogus=1", []string{"unexpected option: bogus"}},
+		{"cluster db", "redis-cluster://h1:1,h2:2/3", []string{"only database 0; remove /3", "redis-cluster://host1:6379,host2:6379"}},
+		{"empty list entry", "h1:1,,h2:2", []string{"an address in the host list is empty"}},
+		{"no host", "redis-cluster://", []string{"no host given"}},
+		{"no host name", "redis-cluster://:6379", []string{`address ":6379" has no host name`}},
+		{"bad escape in password", "redis://:pa%zzss@h/0", []string{"percent-encode special characters"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.ParseRedisURL(tt.url, time.Second)
+			require.Error(t, err)
+			for _, w := range tt.want {
+				require.ErrorContains(t, err, w)
+			}
+		})
+	}
+}
+
+func TestParseRedisURLNeverShowsPassword(t *testing.T) {
+	for _, u := range []string{
+		"redis://:hunter2@h:bad/0",
+		"redis://user:hunter2@h/0?bogus=1",
+		"redis://user:hunter2@h/x",
+		"redis://:hunt/er2@h:x",
+		"redis://:hunter2%zz@h/0",
+		"redis://:hunter2@h/%zz",
+		"redis-sentinel://:hunter2@s1",
+		"redis-sentinel://s1?master=m&sentinel_password=hunter2&bogus=1",
+		"redis-cluster://:hunter2@h1:1,h2:2/5",
+		"http://:hunter2@x",
+		"hunter2@http://x",
+	} {
+		_, err := config.ParseRedisURL(u, time.Second)
+		require.Error(t, err, u)
+		require.NotContains(t, err.Error(), "hunter2", u)
+		require.NotContains(t, err.Error(), "er2", u)
+		require.NotContains(t, config.RedactRedisURL(u), "hunter2", u)
+	}
+}
+
+func TestRedactRedisURL(t *testing.T) {
+	tests := map[string]string{
+		"redis://127.0.0.1:6379/0":                          "redis://127.0.0.1:6379/0",
+		"redis://user:secret@h:6379/0":                      "redis://user:xxxxx@h:6379/0",
+		"redis://secret@h:6379/0":                           "redis://xxxxx@h:6379/0",
+		"redis://:se/cr@et@h:6379/0":                        "redis://:xxxxx@h:6379/0",
+		"redis-sentinel://s1?master=m&sentinel_password=pw": "redis-sentinel://s1?master=m&sentinel_password=xxxxx",
+		"h1:1,h2:2": "h1:1,h2:2",
+	}
+	for in, want := range tests {
+		require.Equal(t, want, config.RedactRedisURL(in), in)
+	}
+}
+
+func TestNewRedisClient(t *testing.T) {
+	srv := redistest.MustStart(t, redistest.Options{})
+	ctx := context.Background()
+
+	c, err := config.NewRedisClient(srv.URL(3), 2*time.Second)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	require.IsType(t, &redis.Client{}, c, "a single node gets a plain client")
+	require.NoError(t, c.Set(ctx, "k", "v", 0).Err())
+
+	direct := srv.Client(t, 3)
+	require.Equal(t, "v", direct.Get(ctx, "k").Val(), "the /3 in the URL selects database 3")
+	require.Zero(t, srv.Client(t, 0).Exists(ctx, "k").Val())
+
+	cl, err := config.NewRedisClient("redis-cluster://"+srv.Addr, time.Second)
+	require.NoError(t, err)
+	require.IsType(t, &redis.ClusterClient{}, cl)
+	_ = cl.Close()
+
+	_, err = config.NewRedisClient("redis-sentinel://"+srv.Addr, time.Second)
+	require.ErrorContains(t, err, "?master=")
+}
+
+func TestNewRedisClientUnreachable(t *testing.T) {
+	srv := redistest.MustStart(t, redistest.Options{})
+	addr := srv.Addr
+	srv.Stop() // nothing listens here any more
+
+	c, err := config.NewRedisClient("redis://"+addr+"/0", time.Second)
+	require.NoError(t, err, "creating a client does not dial")
+	t.Cleanup(func() { _ = c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = c.Ping(ctx).Err()
+	require.Error(t, err)
+	require.NoError(t, ctx.Err(), "the error comes from the client, not the context deadline")
+}
+
+func FuzzParseRedisURL(f *testing.F) {
+	for _, s := range []string{
+		"redis://127.0.0.1:6379/0",
+		"rediss://u:p@h:6380/1?pool_size=3",
+		"redis-sentinel://:pw@s1:26379,s2:26379/0?master=m",
+		"redis-cluster://h1:7000,h2:7001",
+		"h1:7000,h2:7001",
+		"redis://[::1]:6379",
+		"redis://:a%zz@h",
+		"redis://h:99999/0",
+		"",
+		"://",
+		"redis://@/?",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		opts, err := config.ParseRedisURL(s, time.Second)
+		_ = config.RedactRedisURL(s)
+		if err != nil {
+			require.True(t, strings.HasPrefix(err.Error(), "invalid Redis URL: "), err.Error())
+			return
+		}
+		require.NotEmpty(t, opts.Addrs)
+		for _, a := range opts.Addrs {
+			require.NotEmpty(t, a)
+		}
+		require.NotZero(t, opts.DialTimeout)
+	})
+}
