@@ -141,6 +141,20 @@ func (w *Worker) afterFailure(ctx context.Context, m *message, state State, errT
 		}
 		return &errInfra{err}
 	}
+	if sig := plan.Nodes[m.Node].Sig; state == Failure && sig != nil && sig.ContinueOnFailure {
+		if sig.OnError != nil {
+			info, _ := json.Marshal(chain.ErrorInfo{ID: m.ID, Kind: m.Kind, Error: errText, Workflow: plan.Workflow})
+			if err := w.enqueueCallback(ctx, sig.OnError, m.ID+".err", info); err != nil {
+				return &errInfra{err}
+			}
+		}
+		f := chain.Failed{Failed: true, ID: m.ID, Kind: m.Kind, Error: errText}
+		if len(m.Args) <= 4<<10 {
+			f.Args = m.Args
+		}
+		failed, _ := json.Marshal(f)
+		return w.afterSuccess(ctx, m, failed, true)
+	}
 	return w.failWorkflowAt(ctx, plan, m.Node, m.ID, m.Kind, errText)
 }
 

@@ -32,6 +32,10 @@ type ClientOptions struct {
 // policy); asynq's only has to be later.
 const asynqTimeout = 24 * time.Hour
 
+// asynqMaxRetryUnknown is asynq's retry budget for a task whose MaxRetries
+// the producer does not know; the worker stops at its registered MaxRetries.
+const asynqMaxRetryUnknown = 1000
+
 // Client enqueues tasks and workflows and reads or waits for their results.
 // It is safe for concurrent use; share one per process.
 type Client struct {
@@ -165,14 +169,14 @@ func (c *Client) buildMessage(kind string, raw json.RawMessage, def TaskOptions,
 	if o.Queue != "" {
 		m.Queue = o.Queue
 	}
-	// Defaults travel only when the producer knows them; overrides always.
+	// Only overrides travel in the message: the worker applies its own
+	// registered defaults (so BATON_FETCH_RETRY_DELAY set on workers wins).
+	// The producer's idea of MaxRetries only sizes asynq's retry budget.
 	if def.RetryDelay != nil {
-		m.Retry = def.RetryDelay
-		mr := def.MaxRetries
-		m.MaxRetries = &mr
-		m.TimeoutMS = def.Timeout.Milliseconds()
+		m.asynqMax = def.MaxRetries + 1
 	}
 	if o.MaxRetries != nil {
+		m.asynqMax = *o.MaxRetries + 1
 		mr := *o.MaxRetries
 		m.MaxRetries = &mr
 	}
@@ -266,9 +270,11 @@ func (c *Client) send(ctx context.Context, msgs []*message, maxSize int) error {
 
 func (c *Client) enqueueOne(ctx context.Context, m *message, payload []byte) error {
 	aopts := []asynq.Option{asynq.TaskID(m.ID), asynq.Queue(m.Queue), asynq.Timeout(asynqTimeout)}
-	if m.MaxRetries != nil {
-		aopts = append(aopts, asynq.MaxRetry(*m.MaxRetries+1))
+	maxRetry := m.asynqMax
+	if maxRetry == 0 {
+		maxRetry = asynqMaxRetryUnknown
 	}
+	aopts = append(aopts, asynq.MaxRetry(maxRetry))
 	if m.RunAtMS > 0 {
 		aopts = append(aopts, asynq.ProcessAt(time.UnixMilli(m.RunAtMS)))
 	}

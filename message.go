@@ -24,6 +24,8 @@ type message struct {
 	Workflow string `json:"wf,omitempty"`
 	Node     int    `json:"n,omitempty"`
 	Parent   string `json:"p,omitempty"`
+
+	asynqMax int // asynq's retry budget, not sent
 }
 
 const messageVersion = 1
@@ -35,13 +37,6 @@ func (m *message) expires() time.Time {
 		return time.Time{}
 	}
 	return time.UnixMilli(m.ExpiresMS)
-}
-
-func (m *message) retryDelay(n int) time.Duration {
-	if m.Retry == nil {
-		return RetryPolicy{}.DelayFor(n)
-	}
-	return m.Retry.DelayFor(n)
 }
 
 // decodeMessage parses a payload; its errors say what is wrong with it.

@@ -25,11 +25,6 @@ type call struct {
 	done   chan struct{}
 }
 
-type batch struct {
-	calls []*call
-	done  chan struct{}
-}
-
 const (
 	flushers    = 4   // pipelines in flight at once
 	maxBatch    = 512 // calls per pipeline

@@ -27,6 +27,11 @@ type Signature struct {
 	// ResultField names the field the parent result is put in beside static
 	// args. Defaults to "input".
 	ResultField string `json:"result_field,omitempty"`
+	// ContinueOnFailure lets the workflow go on when this task fails for
+	// good: its FAILURE is recorded, and the next step receives a Failed
+	// value ({"failed": true, "id", "kind", "error"}) in place of a result.
+	// The research pipeline's --allow-partial uses it on its fetches.
+	ContinueOnFailure bool `json:"continue_on_failure,omitempty"`
 	// OnError runs once if this task fails for good, with ErrorInfo as args.
 	OnError *Signature `json:"on_error,omitempty"`
 	// Compensate runs if a later step of the workflow fails for good after
@@ -41,6 +46,16 @@ type ErrorInfo struct {
 	Kind     string `json:"kind"`
 	Error    string `json:"error"`
 	Workflow string `json:"workflow,omitempty"`
+}
+
+// Failed is what a ContinueOnFailure task hands on instead of a result.
+type Failed struct {
+	Failed bool   `json:"failed"`
+	ID     string `json:"id"`
+	Kind   string `json:"kind"`
+	Error  string `json:"error"`
+	// Args are the failed task's args (omitted above 4 KiB).
+	Args json.RawMessage `json:"args,omitempty"`
 }
 
 // Chain runs its steps one after another, each fed the previous result.

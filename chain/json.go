@@ -12,7 +12,8 @@ import (
 // is an object with exactly one of these keys:
 //
 //	{"task": "fetch", "args": {...}, "options": {...}, "immutable": false,
-//	 "result_field": "input", "on_error": {node}, "compensate": {node}}
+//	 "result_field": "input", "continue_on_failure": false,
+//	 "on_error": {node}, "compensate": {node}}
 //	{"chain": [node, ...]}
 //	{"group": [node, ...]}
 //	{"chord": {"header": [node, ...], "body": node}}
@@ -124,6 +125,7 @@ func parseSig(raw json.RawMessage, obj map[string]json.RawMessage, path string) 
 		Options     json.RawMessage `json:"options"`
 		Immutable   bool            `json:"immutable"`
 		ResultField string          `json:"result_field"`
+		Continue    bool            `json:"continue_on_failure"`
 		OnError     json.RawMessage `json:"on_error"`
 		Compensate  json.RawMessage `json:"compensate"`
 	}
@@ -135,7 +137,7 @@ func parseSig(raw json.RawMessage, obj map[string]json.RawMessage, path string) 
 	if s.Kind == nil || *s.Kind == "" {
 		return nil, fmt.Errorf("%s.task: missing task kind", path)
 	}
-	sig := &Signature{Kind: *s.Kind, Args: s.Args, Options: s.Options, Immutable: s.Immutable, ResultField: s.ResultField}
+	sig := &Signature{Kind: *s.Kind, Args: s.Args, Options: s.Options, Immutable: s.Immutable, ResultField: s.ResultField, ContinueOnFailure: s.Continue}
 	if len(s.Options) > 0 {
 		var o map[string]json.RawMessage
 		if err := json.Unmarshal(s.Options, &o); err != nil {
