@@ -60,6 +60,11 @@ func (h *hub) close() {
 // add registers a waiter for id and subscribes on first interest.
 func (h *hub) add(ctx context.Context, id string) (chan struct{}, error) {
 	ch := make(chan struct{}, 1)
+	return ch, h.addChan(ctx, id, ch)
+}
+
+// addChan registers ch as a waiter for id.
+func (h *hub) addChan(ctx context.Context, id string, ch chan struct{}) error {
 	h.mu.Lock()
 	h.ensureStarted()
 	set, ok := h.waiters[id]
@@ -73,10 +78,10 @@ func (h *hub) add(ctx context.Context, id string) (chan struct{}, error) {
 	if !ok {
 		if err := ps.Subscribe(ctx, DoneChannel(id)); err != nil {
 			h.remove(id, ch)
-			return nil, err
+			return err
 		}
 	}
-	return ch, nil
+	return nil
 }
 
 func (h *hub) remove(id string, ch chan struct{}) {
@@ -199,4 +204,26 @@ func (b *Backend) waitSubscribed(ctx context.Context, id string) (*Record, error
 		case <-ch:
 		}
 	}
+}
+
+// Watch notifies on the returned channel whenever any of ids changes state
+// (STARTED, RETRY, SUCCESS, ...), sharing the backend's single pub/sub
+// connection. A notification is also sent once the subscriptions are live,
+// so the caller's first read cannot miss a change. Call stop when done.
+func (b *Backend) Watch(ctx context.Context, ids []string) (<-chan struct{}, func(), error) {
+	ch := make(chan struct{}, 1)
+	var added []string
+	stop := func() {
+		for _, id := range added {
+			b.hub.remove(id, ch)
+		}
+	}
+	for _, id := range ids {
+		if err := b.hub.addChan(ctx, id, ch); err != nil {
+			stop()
+			return nil, nil, fmt.Errorf("backend: watch: %w", err)
+		}
+		added = append(added, id)
+	}
+	return ch, stop, nil
 }
