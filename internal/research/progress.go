@@ -19,7 +19,7 @@ import (
 // Counts summarises the fetch steps of a research workflow.
 type Counts struct {
 	Sources, Fetched, Failed, Retrying, Running int
-	Analyze                                    baton.State
+	Analyze                                     baton.State
 }
 
 func count(steps []baton.Step) Counts {
