@@ -43,7 +43,7 @@ const (
 	RedisDialTimeoutDefault   = 5 * time.Second
 	ResultTTLDefault          = 24 * time.Hour
 	ConcurrencyDefault        = 10
-	QueuesDefault             = "default=1"
+	QueuesDefault             = "default=6,llm=3,low=1"
 	ShutdownTimeoutDefault    = 30 * time.Second
 	LogLevelDefault           = "info"
 	LogFormatDefault          = "text"
@@ -78,7 +78,7 @@ type Config struct {
 	Concurrency int
 	// Queues maps the queues a worker serves to their weights
 	// (BATON_QUEUES, "default=6,llm=3,low=1"; a bare name has weight 1).
-	// Defaults to {"default": 1}.
+	// Defaults to {"default": 6, "llm": 3, "low": 1}: research fetches run on default, LLM calls on llm.
 	Queues map[string]int
 	// StrictPriority makes a worker drain higher-weight queues first instead
 	// of sampling by weight (BATON_STRICT_PRIORITY). Defaults to false.

@@ -30,7 +30,7 @@ func TestDefault(t *testing.T) {
 	require.Equal(t, 5*time.Second, c.RedisDialTimeout)
 	require.Equal(t, 24*time.Hour, c.ResultTTL)
 	require.Equal(t, 10, c.Concurrency)
-	require.Equal(t, map[string]int{"default": 1}, c.Queues)
+	require.Equal(t, map[string]int{"default": 6, "llm": 3, "low": 1}, c.Queues)
 	require.False(t, c.StrictPriority)
 	require.Equal(t, 30*time.Second, c.ShutdownTimeout)
 	require.Equal(t, "info", c.LogLevel)
