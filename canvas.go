@@ -321,6 +321,16 @@ func (w *Workflow) Steps(ctx context.Context) ([]Step, error) {
 	return out, nil
 }
 
+// Compensation returns the id of the compensation workflow started when
+// this one failed, or "" when none ran.
+func (w *Workflow) Compensation(ctx context.Context) (string, error) {
+	v, err := w.c.rdb.HGet(ctx, backend.WorkflowKey(w.ID), "compensation").Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return v, err
+}
+
 // Record returns the workflow's own record (state, final result, error).
 func (w *Workflow) Record(ctx context.Context) (*Record, error) { return w.c.Get(ctx, w.ID) }
 

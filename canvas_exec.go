@@ -165,25 +165,26 @@ func (w *Worker) failWorkflowAt(ctx context.Context, plan *chain.Plan, node int,
 	if cancelled {
 		reason, wfState, wfErr = errText, Revoked, errText
 	}
+	// Callbacks and compensations are enqueued before the failure is
+	// recorded, so whoever sees the workflow fail can find them.
+	if !cancelled {
+		sig := plan.Nodes[node].Sig
+		if sig != nil && sig.OnError != nil {
+			info, _ := json.Marshal(chain.ErrorInfo{ID: taskID, Kind: kind, Error: errText, Workflow: plan.Workflow})
+			if err := w.enqueueCallback(ctx, sig.OnError, taskID+".err", info); err != nil {
+				return &errInfra{err}
+			}
+		}
+		if err := w.compensate(ctx, plan); err != nil {
+			return &errInfra{err}
+		}
+	}
 	outs := []backend.Outcome{}
 	for _, n := range plan.Downstream(node) {
 		outs = append(outs, backend.Outcome{ID: plan.Nodes[n].TaskID, State: Revoked, Error: reason})
 	}
 	outs = append(outs, backend.Outcome{ID: plan.Workflow, State: wfState, Error: wfErr})
 	if err := w.be.FinishMany(ctx, outs...); err != nil {
-		return &errInfra{err}
-	}
-	if cancelled {
-		return nil
-	}
-	sig := plan.Nodes[node].Sig
-	if sig != nil && sig.OnError != nil {
-		info, _ := json.Marshal(chain.ErrorInfo{ID: taskID, Kind: kind, Error: errText, Workflow: plan.Workflow})
-		if err := w.enqueueCallback(ctx, sig.OnError, taskID+".err", info); err != nil {
-			return &errInfra{err}
-		}
-	}
-	if err := w.compensate(ctx, plan); err != nil {
 		return &errInfra{err}
 	}
 	return nil
