@@ -53,8 +53,11 @@ func TestWorkflowPages(t *testing.T) {
 		require.Contains(t, body, "2/5")
 		_, js := get(t, srv.URL+"/workflows.json")
 		var l struct {
-			Workflows []struct{ ID, Kind, State string; Done, Total int }
-			Total     int
+			Workflows []struct {
+				ID, Kind, State string
+				Done, Total     int
+			}
+			Total int
 		}
 		require.NoError(t, json.Unmarshal([]byte(js), &l))
 		require.Equal(t, 1, l.Total)

@@ -10,7 +10,9 @@ import (
 	"github.com/batonhq/baton/chain"
 )
 
-func sig(kind string) *chain.Signature { return &chain.Signature{Kind: kind, Args: json.RawMessage("1")} }
+func sig(kind string) *chain.Signature {
+	return &chain.Signature{Kind: kind, Args: json.RawMessage("1")}
+}
 
 func TestLayout(t *testing.T) {
 	t.Run("chain left to right", func(t *testing.T) {
