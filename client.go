@@ -246,6 +246,9 @@ func (c *Client) send(ctx context.Context, msgs []*message, maxSize int) error {
 			break
 		}
 		sent[i] = true
+		if m.RunAtMS == 0 {
+			c.be.Wake(m.Queue)
+		}
 	}
 	created, werr := pw.Wait(ctx)
 	if enqErr != nil {

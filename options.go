@@ -53,16 +53,24 @@ func (p RetryPolicy) DelayFor(n int) time.Duration {
 	if maxD <= 0 {
 		maxD = 10 * time.Minute
 	}
-	d := base
+	d := min(base, maxD)
 	for i := 0; i < n && d < maxD; i++ {
+		if d > maxD/2 {
+			d = maxD
+			break
+		}
 		d *= 2
 	}
-	d = min(d, maxD)
 	if !p.NoJitter {
-		// uniform in [0.8d, 1.2d], still capped.
-		d = min(time.Duration(float64(d)*(0.8+0.4*rand.Float64())), maxD)
+		// uniform in [0.8d, 1.2d], still capped (computed in float64 so a
+		// huge Max cannot overflow).
+		f := float64(d) * (0.8 + 0.4*rand.Float64())
+		if f >= float64(maxD) {
+			return maxD
+		}
+		d = time.Duration(f)
 	}
-	return d
+	return max(d, 0)
 }
 
 func (p RetryPolicy) validate() error {

@@ -41,10 +41,10 @@ type WorkerOptions struct {
 	ResultTTL time.Duration
 	// Logger receives structured logs. Defaults to slog.Default().
 	Logger *slog.Logger
-	// PollInterval is asynq's TaskCheckInterval: how often an idle worker
-	// looks for new tasks. Defaults to 1s; producers wake idle workers at
-	// once (see the README's Operations section), so a short interval is
-	// rarely needed.
+	// PollInterval is the longest an idle worker waits before looking for
+	// new tasks. Defaults to 1s. baton producers wake idle workers the
+	// moment they enqueue (see wake.go), so this only bounds the delay for
+	// tasks enqueued by other means.
 	PollInterval time.Duration
 }
 
@@ -61,6 +61,7 @@ type Worker struct {
 	defs map[string]Definition
 
 	plans    planCache
+	waker    *waker
 	srv      *asynq.Server
 	stopping atomic.Bool
 	started  atomic.Bool
@@ -155,12 +156,18 @@ func (w *Worker) Start() error {
 	if !w.started.CompareAndSwap(false, true) {
 		return errors.New("baton: worker already started")
 	}
-	w.srv = asynq.NewServerFromRedisClient(w.rdb, asynq.Config{
+	aqRedis, poll := w.rdb, w.opts.PollInterval
+	if wk := newWaker(w.rdb, w.opts.Queues, w.opts.PollInterval); wk != nil {
+		w.waker = wk
+		wk.start()
+		aqRedis, poll = wk.rdb, wakePollInterval
+	}
+	w.srv = asynq.NewServerFromRedisClient(aqRedis, asynq.Config{
 		Concurrency:              w.opts.Concurrency,
 		Queues:                   w.opts.Queues,
 		StrictPriority:           w.opts.StrictPriority,
 		ShutdownTimeout:          w.opts.ShutdownTimeout,
-		TaskCheckInterval:        w.opts.PollInterval,
+		TaskCheckInterval:        poll,
 		DelayedTaskCheckInterval: 250 * time.Millisecond,
 		RetryDelayFunc:           retryDelay,
 		IsFailure:                isFailure,
@@ -178,8 +185,14 @@ func (w *Worker) Start() error {
 // ShutdownTimeout, returns the rest to their queues, and releases resources.
 func (w *Worker) Shutdown() {
 	w.stopping.Store(true)
+	if w.waker != nil {
+		w.waker.once.Do(func() { close(w.waker.quit) }) // no more long polls
+	}
 	if w.srv != nil {
 		w.srv.Shutdown()
+	}
+	if w.waker != nil {
+		w.waker.stop()
 	}
 	_ = w.client.Close()
 	w.log.Info("worker stopped")
@@ -262,6 +275,11 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 	}
 	meta := m.meta()
 
+	// asynq schedules in whole seconds and may deliver up to a second
+	// early: never start before the time the caller asked for.
+	if err := waitUntil(ctx, time.UnixMilli(m.RunAtMS)); err != nil {
+		return err
+	}
 	st, err := w.be.Start(ctx, backend.StartRequest{Meta: meta, Retries: retried, CheckCancel: m.Workflow != ""})
 	if err != nil {
 		log.Warn("could not record start; will retry", "err", err)
@@ -276,6 +294,10 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 	case Failure, Revoked:
 		log.Info("already finished", "state", st.State)
 		return w.afterFailure(ctx, m, st.State, st.Error)
+	}
+
+	if err := waitUntil(ctx, st.NextTry); err != nil { // nor before a retry's recorded time
+		return err
 	}
 
 	def := w.def(m.Kind)
@@ -465,4 +487,22 @@ func jsonKind(raw []byte) string {
 		}
 	}
 	return "empty value"
+}
+
+// waitUntil sleeps until t (at most a few seconds: asynq's scheduling is
+// accurate to the second), or until ctx ends.
+func waitUntil(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
+	if t.IsZero() || d <= 0 {
+		return nil
+	}
+	d = min(d, 3*time.Second)
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -169,6 +169,8 @@ type Status struct {
 	State  State
 	Result json.RawMessage
 	Error  string
+	// NextTry is when a retry was due, as recorded with RETRY (Start only).
+	NextTry time.Time
 }
 
 // StartRequest asks to move a task to STARTED.
@@ -238,7 +240,11 @@ func (b *Backend) FinishMany(ctx context.Context, os ...Outcome) error {
 
 func (b *Backend) finishCall(o Outcome) *call {
 	now := ms(time.Now())
-	args := []any{b.ttlMS, string(o.State), DoneChannel(o.ID), fRetries, o.Retries}
+	ttl := b.ttlMS
+	if o.State == Retry {
+		ttl = b.ttlFor(o.NextTry) // a long retry delay must not outlive the record
+	}
+	args := []any{ttl, string(o.State), DoneChannel(o.ID), fRetries, o.Retries}
 	switch o.State {
 	case Retry:
 		args = append(args, fError, o.Error, fNextTry, ms(o.NextTry))
@@ -262,6 +268,9 @@ func statusOf(v any) (Status, error) {
 		return Status{}, fmt.Errorf("backend: unexpected script reply %T", v)
 	}
 	s := Status{State: State(fmt.Sprint(arr[0])), Error: fmt.Sprint(arr[2])}
+	if len(arr) > 3 {
+		s.NextTry = fromMS(fmt.Sprint(arr[3]))
+	}
 	if r := fmt.Sprint(arr[1]); r != "" {
 		s.Result = json.RawMessage(r)
 	}
@@ -342,3 +351,11 @@ func (b *Backend) Dispatched(ctx context.Context, id string) (bool, error) {
 	st, _ := v[1].(string)
 	return st != "" && st != string(Pending), nil
 }
+
+// WakeChannel is where producers announce new work (the message is the
+// queue); idle workers listen on it instead of polling.
+const WakeChannel = prefix + "wake"
+
+// Wake tells idle workers of queue that a task is waiting. It does not
+// wait for Redis; wake-ups of one batch are merged.
+func (b *Backend) Wake(queue string) { b.pipe.fireAndForget("publish", WakeChannel, queue) }

@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -17,7 +18,8 @@ import (
 // flusher sends whatever is queued the moment it is free.
 
 type call struct {
-	script *redis.Script
+	script *redis.Script // nil: args is a plain command
+	noWait bool          // nobody waits for the reply
 	keys   []string
 	args   []any
 	res    any
@@ -59,6 +61,15 @@ func (p *pipeliner) do(ctx context.Context, calls ...*call) error {
 		return err
 	}
 	return p.wait(ctx, calls...)
+}
+
+// fireAndForget queues a plain command whose reply nobody reads.
+func (p *pipeliner) fireAndForget(args ...any) {
+	select {
+	case p.in <- &call{args: args, noWait: true}:
+	case <-p.quit:
+	default: // the queue is full: the system is busy, a wake-up is moot
+	}
 }
 
 // submit queues calls without waiting for them.
@@ -136,19 +147,33 @@ func (p *pipeliner) flush(calls []*call) {
 		p.exec(ctx, retry)
 	}
 	for _, c := range calls {
-		close(c.done)
+		if c.done != nil {
+			close(c.done)
+		}
 	}
 }
 
 func (p *pipeliner) exec(ctx context.Context, calls []*call) {
-	if len(calls) == 1 {
+	if len(calls) == 1 && calls[0].script != nil {
 		c := calls[0]
 		c.res, c.err = c.script.Run(ctx, p.rdb, c.keys, c.args...).Result()
 		return
 	}
 	pipe := p.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(calls))
+	seen := map[string]bool{}
 	for i, c := range calls {
+		if c.script == nil {
+			// Plain fire-and-forget commands (wake-ups): one per batch.
+			k := fmt.Sprint(c.args...)
+			if seen[k] {
+				cmds[i] = redis.NewCmd(ctx)
+				continue
+			}
+			seen[k] = true
+			cmds[i] = pipe.Do(ctx, c.args...)
+			continue
+		}
 		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
 	}
 	_, _ = pipe.Exec(ctx)

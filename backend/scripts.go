@@ -27,10 +27,12 @@ return 1
 // ARGV[4] "1" to check the workflow's cancel flag; ARGV[5] channel;
 // ARGV[6..] field, value pairs written only when the record is missing
 // (kind, queue, enqueued, ...: a PENDING write may still be on its way).
-// Returns {state, result, error}: state is STARTED when the caller should run
-// the task, else the terminal state found (or REVOKED for a cancelled workflow).
+// Returns {state, result, error[, next_try]}: state is STARTED when the caller
+// should run the task (next_try is the recorded time of this retry, unix ms,
+// "0" if none), else the terminal state found (or REVOKED for a cancelled
+// workflow).
 var startScript = redis.NewScript(`
-local cur = redis.call("HMGET", KEYS[1], "state", "result", "error")
+local cur = redis.call("HMGET", KEYS[1], "state", "result", "error", "next_try")
 local st = cur[1]
 if st == "SUCCESS" or st == "FAILURE" or st == "REVOKED" then
   return {st, cur[2] or "", cur[3] or ""}
@@ -49,7 +51,7 @@ end
 redis.call("HSET", KEYS[1], "state", "STARTED", "started", ARGV[2], "retries", ARGV[3])
 redis.call("HINCRBY", KEYS[1], "executions", 1)
 redis.call("PEXPIRE", KEYS[1], ARGV[1])
-return {"STARTED", "", ""}
+return {"STARTED", "", "", cur[4] or "0"}
 `)
 
 // finishScript records RETRY, SUCCESS, FAILURE or REVOKED and publishes the
