@@ -41,6 +41,10 @@ type WorkerOptions struct {
 	ResultTTL time.Duration
 	// Logger receives structured logs. Defaults to slog.Default().
 	Logger *slog.Logger
+	// RecoverInterval is how often the fleet looks for tasks orphaned by a
+	// killed worker and re-enqueues them (see recover.go). Defaults to 3s;
+	// a negative value turns it off (asynq's own 60–90 s recovery remains).
+	RecoverInterval time.Duration
 	// PollInterval is the longest an idle worker waits before looking for
 	// new tasks. Defaults to 1s. baton producers wake idle workers the
 	// moment they enqueue (see wake.go), so this only bounds the delay for
@@ -60,11 +64,14 @@ type Worker struct {
 	mu   sync.RWMutex
 	defs map[string]Definition
 
-	plans    planCache
-	waker    *waker
-	srv      *asynq.Server
-	stopping atomic.Bool
-	started  atomic.Bool
+	plans planCache
+	waker *waker
+
+	stopRecover context.CancelFunc
+	recoverDone chan struct{}
+	srv         *asynq.Server
+	stopping    atomic.Bool
+	started     atomic.Bool
 }
 
 // NewWorker returns a Worker on rdb, which the caller keeps ownership of.
@@ -98,6 +105,9 @@ func NewWorker(rdb redis.UniversalClient, opts *WorkerOptions) (*Worker, error) 
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Second
+	}
+	if o.RecoverInterval == 0 {
+		o.RecoverInterval = RecoverIntervalDefault
 	}
 	client, err := NewClient(rdb, &ClientOptions{ResultTTL: o.ResultTTL, MaxPayloadBytes: 1 << 30})
 	if err != nil {
@@ -177,6 +187,12 @@ func (w *Worker) Start() error {
 	if err := w.srv.Start(asynq.HandlerFunc(w.process)); err != nil {
 		return fmt.Errorf("baton: start worker: redis at %s: %w", redisAddr(w.rdb), err)
 	}
+	if w.opts.RecoverInterval > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		w.stopRecover = cancel
+		w.recoverDone = make(chan struct{})
+		go func() { defer close(w.recoverDone); w.recoverLoop(ctx) }()
+	}
 	w.log.Info("worker started", "concurrency", w.opts.Concurrency, "queues", w.opts.Queues, "kinds", w.Kinds())
 	return nil
 }
@@ -185,6 +201,10 @@ func (w *Worker) Start() error {
 // ShutdownTimeout, returns the rest to their queues, and releases resources.
 func (w *Worker) Shutdown() {
 	w.stopping.Store(true)
+	if w.stopRecover != nil {
+		w.stopRecover()
+		<-w.recoverDone
+	}
 	if w.waker != nil {
 		w.waker.once.Do(func() { close(w.waker.quit) }) // no more long polls
 	}
@@ -280,12 +300,17 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 	if err := waitUntil(ctx, time.UnixMilli(m.RunAtMS)); err != nil {
 		return err
 	}
-	st, err := w.be.Start(ctx, backend.StartRequest{Meta: meta, Retries: retried, CheckCancel: m.Workflow != ""})
+	delivery, _ := asynq.GetTaskID(ctx)
+	st, err := w.be.Start(ctx, backend.StartRequest{Meta: meta, Retries: retried, CheckCancel: m.Workflow != "", DeliveryID: delivery})
 	if err != nil {
 		log.Warn("could not record start; will retry", "err", err)
 		return &errInfra{err}
 	}
 	switch st.State {
+	case backend.Superseded:
+		// A recovery copy replaced this delivery after its worker died.
+		log.Info("delivery superseded by a recovery copy; dropping it", "delivery", delivery)
+		return nil
 	case Success:
 		// Delivered again after its success was recorded (a crash before the
 		// ack, or a duplicate): never run it again, just hand the result on.

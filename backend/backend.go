@@ -180,6 +180,25 @@ type StartRequest struct {
 	// CheckCancel makes the start fail with REVOKED when the task's workflow
 	// (Meta.WorkflowID) was cancelled.
 	CheckCancel bool
+	// DeliveryID is the asynq task id of this delivery; a delivery that
+	// Supersede replaced gets state Superseded.
+	DeliveryID string
+}
+
+// Superseded is Start's answer for a delivery replaced by a recovery copy:
+// not a state that is ever stored.
+const Superseded State = "SUPERSEDED"
+
+// Supersede marks delivery (an orphaned asynq task id) of task id as
+// replaced, provided the record is still in state seen. It reports whether
+// it marked it.
+func (b *Backend) Supersede(ctx context.Context, id, delivery string, seen State) (bool, error) {
+	c := &call{script: supersedeScript, keys: []string{TaskKey(id)}, args: []any{delivery, string(seen), b.ttlMS}}
+	if err := b.pipe.do(ctx, c); err != nil {
+		return false, fmt.Errorf("backend: supersede %s: %w", id, err)
+	}
+	n, _ := c.res.(int64)
+	return n == 1, nil
 }
 
 // Start moves a task to STARTED and returns STARTED, or returns the terminal
@@ -190,7 +209,7 @@ func (b *Backend) Start(ctx context.Context, req StartRequest) (Status, error) {
 	if req.CheckCancel && req.WorkflowID != "" {
 		wfKey, check = WorkflowKey(req.WorkflowID), "1"
 	}
-	args := []any{b.ttlMS, ms(time.Now()), req.Retries, check, DoneChannel(req.ID)}
+	args := []any{b.ttlMS, ms(time.Now()), req.Retries, check, DoneChannel(req.ID), req.DeliveryID}
 	args = append(args, req.Meta.fields()...)
 	c := &call{script: startScript, keys: []string{TaskKey(req.ID), wfKey}, args: args}
 	if err := b.pipe.do(ctx, c); err != nil {

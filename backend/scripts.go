@@ -25,13 +25,18 @@ return 1
 // KEYS[1] task key; KEYS[2] workflow key (may be an unused dummy)
 // ARGV[1] ttl (ms); ARGV[2] now (unix ms); ARGV[3] retries so far;
 // ARGV[4] "1" to check the workflow's cancel flag; ARGV[5] channel;
-// ARGV[6..] field, value pairs written only when the record is missing
+// ARGV[6] the delivering asynq task id ("" if unknown): a delivery that a
+// recovery copy superseded returns SUPERSEDED and must not run;
+// ARGV[7..] field, value pairs written only when the record is missing
 // (kind, queue, enqueued, ...: a PENDING write may still be on its way).
 // Returns {state, result, error[, next_try]}: state is STARTED when the caller
 // should run the task (next_try is the recorded time of this retry, unix ms,
 // "0" if none), else the terminal state found (or REVOKED for a cancelled
 // workflow).
 var startScript = redis.NewScript(`
+if ARGV[6] ~= "" and redis.call("HEXISTS", KEYS[1], "sup:" .. ARGV[6]) == 1 then
+  return {"SUPERSEDED", "", ""}
+end
 local cur = redis.call("HMGET", KEYS[1], "state", "result", "error", "next_try")
 local st = cur[1]
 if st == "SUCCESS" or st == "FAILURE" or st == "REVOKED" then
@@ -40,13 +45,13 @@ end
 if ARGV[4] == "1" and redis.call("HGET", KEYS[2], "cancelled") == "1" then
   local reason = redis.call("HGET", KEYS[2], "cancel_reason") or "workflow cancelled"
   redis.call("HSET", KEYS[1], "state", "REVOKED", "error", reason, "finished", ARGV[2])
-  for i = 6, #ARGV, 2 do redis.call("HSETNX", KEYS[1], ARGV[i], ARGV[i+1]) end
+  for i = 7, #ARGV, 2 do redis.call("HSETNX", KEYS[1], ARGV[i], ARGV[i+1]) end
   redis.call("PEXPIRE", KEYS[1], ARGV[1])
   redis.call("PUBLISH", ARGV[5], "REVOKED")
   return {"REVOKED", "", reason}
 end
 if not st then
-  for i = 6, #ARGV, 2 do redis.call("HSET", KEYS[1], ARGV[i], ARGV[i+1]) end
+  for i = 7, #ARGV, 2 do redis.call("HSET", KEYS[1], ARGV[i], ARGV[i+1]) end
 end
 redis.call("HSET", KEYS[1], "state", "STARTED", "started", ARGV[2], "retries", ARGV[3])
 redis.call("HINCRBY", KEYS[1], "executions", 1)
@@ -100,4 +105,18 @@ for i = 0, n - 1, 500 do
   for _, v in ipairs(vals) do out[#out+1] = v end
 end
 return out
+`)
+
+// supersedeScript marks an orphaned delivery (a dead worker's asynq task id)
+// as replaced by a recovery copy, unless the record moved on meanwhile.
+//
+// KEYS[1] task key
+// ARGV[1] asynq task id of the orphan; ARGV[2] state the caller saw; ARGV[3] ttl (ms)
+// Returns 1 when marked, 0 when the state changed.
+var supersedeScript = redis.NewScript(`
+if redis.call("HGET", KEYS[1], "state") ~= ARGV[2] then return 0 end
+redis.call("HSET", KEYS[1], "sup:" .. ARGV[1], "1")
+redis.call("HINCRBY", KEYS[1], "recovered", 1)
+redis.call("PEXPIRE", KEYS[1], ARGV[3])
+return 1
 `)
