@@ -1,0 +1,49 @@
+// Package baton is a Celery-style distributed task queue for Go, on Redis,
+// built on asynq: typed tasks with per-task retries and delays, workflows
+// (chain, group, chord) that hand each result to the next step, a Redis
+// result backend callers block on without polling, and exactly-once
+// recorded results under redelivery.
+//
+// # Quick start
+//
+// Define a task once; producers and workers share the definition:
+//
+//	var Add = baton.NewTask("add", func(ctx context.Context, a AddArgs) (int, error) {
+//		return a.A + a.B, nil
+//	}, &baton.TaskOptions{MaxRetries: 3, RetryDelay: baton.Backoff(time.Second, time.Minute)})
+//
+// Run it on workers, as many processes as you like:
+//
+//	w, _ := baton.NewWorker(rdb, nil)
+//	_ = w.Register(Add)
+//	_ = w.Run(ctx) // until ctx is done; then a graceful shutdown
+//
+// Enqueue it and wait for the result:
+//
+//	c, _ := baton.NewClient(rdb, nil)
+//	h, _ := Add.Enqueue(ctx, c, AddArgs{A: 2, B: 3}, nil)
+//	sum, err := h.Get(ctx)
+//
+// # Errors and retries
+//
+// A handler's plain error is retried per the task's RetryPolicy up to
+// MaxRetries; Permanent(err) fails at once; RetryAfter(d, err) retries after
+// d. A panic is a failure carrying the panic text. Waiting returns a
+// *TaskError for FAILURE and REVOKED, ErrNotFound for an unknown id.
+//
+// # Workflows
+//
+//	wf, _ := c.Submit(ctx, baton.Chord(baton.Group(Fetch.S(a, nil), Fetch.S(b, nil)), Analyze.Sig(nil)), nil)
+//	err := wf.Get(ctx, &result)
+//
+// Every task id of a workflow is assigned at submit; failures revoke the steps
+// after them; compensations (sagas), error callbacks and cancel are on
+// Signature and Client. See package chain for the semantics and the JSON
+// form.
+//
+// # Guarantees
+//
+// Execution is at least once (asynq leases; baton re-enqueues a killed
+// worker's task in about 12 s). A task whose SUCCESS is recorded is never run
+// again; the next step of a chain and a chord body are enqueued at most once.
+package baton
