@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/batonhq/baton"
+)
+
+func TestExitCode(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		err  error
+		want int
+	}{
+		{nil, exitOK},
+		{errors.New("boom"), exitFailure},
+		{usageErrorf("bad"), exitUsage},
+		{fmt.Errorf("wrapped: %w", usageErrorf("bad")), exitUsage},
+		{&redisError{addr: "a:1", err: errors.New("x")}, exitRedis},
+		{fmt.Errorf("baton: get x: redis at a:1: %w", &net.OpError{Op: "dial", Err: errors.New("refused")}), exitRedis},
+		{fmt.Errorf("%w: x", baton.ErrNotFound), exitNotFound},
+		{&baton.TaskError{ID: "x", State: baton.Failure}, exitFailure},
+		{stateExit(baton.Success), exitOK},
+		{stateExit(baton.Failure), exitFailure},
+		{stateExit(baton.Revoked), exitFailure},
+		{stateExit(baton.Pending), exitNotFinished},
+		{stateExit(baton.Started), exitNotFinished},
+		{stateExit(baton.Retry), exitNotFinished},
+		{fmt.Errorf("wait: %w", context.Canceled), exitInterrupted},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, exitCode(tt.err), "%v", tt.err)
+	}
+}
+
+// TestRedisUnreachable: every command that needs Redis fails fast with one
+// line naming the address, exit 3, no stack trace, no password.
+func TestRedisUnreachable(t *testing.T) {
+	port := closedPort(t)
+	t.Setenv("REDIS_URL", "redis://:hunter2@127.0.0.1:"+port+"/0")
+	doc := filepath.Join(t.TempDir(), "c.json")
+	require.NoError(t, os.WriteFile(doc, []byte(`{"task": "echo"}`), 0o600))
+	for _, args := range [][]string{
+		{"enqueue", "echo"},
+		{"result", "some-id"},
+		{"inspect"},
+		{"submit", doc},
+		{"cancel", "some-id"},
+		{"worker"},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			o := runCLI(t, "", args...).requireCode(t, exitRedis)
+			require.Empty(t, o.stdout)
+			require.Equal(t, 1, strings.Count(o.stderr, "\n"), "one line: %q", o.stderr)
+			require.True(t, strings.HasPrefix(o.stderr, "baton: cannot reach Redis at 127.0.0.1:"+port+": "), o.stderr)
+			require.Contains(t, o.stderr, "connection refused")
+			require.Contains(t, o.stderr, "REDIS_URL")
+			require.NotContains(t, o.stderr, "hunter2")
+			require.NotContains(t, o.stderr, "goroutine")
+		})
+	}
+	t.Run("a flag overrides the environment", func(t *testing.T) {
+		other := closedPort(t)
+		o := runCLI(t, "", "inspect", "--redis-url", "redis://127.0.0.1:"+other).requireCode(t, exitRedis)
+		require.Contains(t, o.stderr, "127.0.0.1:"+other)
+	})
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown command", []string{"nope"}, `unknown command "nope" for "baton"`},
+		{"unknown flag", []string{"inspect", "--nope"}, "unknown flag: --nope"},
+		{"missing argument", []string{"result"}, "baton result needs a task or workflow ID"},
+		{"too many arguments", []string{"cancel", "a", "b"}, "takes one argument"},
+		{"bad flag value", []string{"inspect", "--redis-timeout", "soon"}, `invalid argument "soon" for "--redis-timeout"`},
+		{"invalid config", []string{"inspect", "--result-ttl", "0s"}, "BATON_RESULT_TTL=0 (--result-ttl): must be > 0"},
+		{"invalid REDIS_URL", []string{"inspect", "--redis-url", "redis-sentinel://:pw@a:1,b:2"}, "add ?master=NAME"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := runCLI(t, "", tt.args...).requireCode(t, exitUsage)
+			require.Contains(t, o.stderr, tt.want)
+			require.True(t, strings.HasPrefix(o.stderr, "baton: "), o.stderr)
+			require.Contains(t, o.stderr, "--help' for usage.")
+			require.NotContains(t, o.stderr, ":pw@")
+		})
+	}
+}
+
+func TestBadEnvironment(t *testing.T) {
+	t.Setenv("BATON_CONCURRENCY", "many")
+	o := runCLI(t, "", "inspect").requireCode(t, exitUsage)
+	require.Contains(t, o.stderr, `BATON_CONCURRENCY="many": not an integer`)
+}
+
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	o := runCLI(t, "", "--help").requireCode(t, exitOK)
+	for _, c := range commands {
+		name := c(newApp(nil, nil, nil)).Name()
+		require.Contains(t, o.stdout, "  "+name+" ", "help lists %s", name)
+	}
+	require.Contains(t, o.stdout, "--redis-url")
+	o = runCLI(t, "", "worker", "--help").requireCode(t, exitOK)
+	require.Contains(t, o.stdout, "--concurrency")
+	require.Contains(t, o.stdout, "--queues")
+	o = runCLI(t, "", "enqueue", "--help").requireCode(t, exitOK)
+	require.NotContains(t, o.stdout, "--concurrency", "worker settings stay on worker")
+}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/batonhq/baton"
+	"github.com/batonhq/baton/chain"
+)
+
+func newSubmitCmd(a *app) *cobra.Command {
+	var (
+		id          string
+		wait        bool
+		waitTimeout time.Duration
+		asJSON      bool
+		allowKinds  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "submit FILE|-",
+		Short: "Submit a JSON canvas (chain, group, chord) and print the workflow id",
+		Long: `Submit a workflow described in JSON, from FILE or from stdin ("-"), and print
+its id alone on stdout. A node is one of:
+
+  {"task": "echo", "args": {...}, "options": {...}, "immutable": false}
+  {"chain": [node, ...]}
+  {"group": [node, ...]}
+  {"chord": {"header": [node, ...], "body": node}}
+
+The whole document is checked before anything is enqueued: a malformed node
+or an unknown task kind is reported with its JSON path (exit 2). With --wait,
+wait for the workflow and print it as ` + "`baton result`" + ` does.`,
+		Example: `  echo '{"chain": [{"task": "echo", "args": 1}, {"task": "sleep", "args": {"ms": 100}}]}' | baton submit - --wait
+  baton submit research.json --id nightly-2030-01-02`,
+		Args: oneArg("a FILE with the JSON canvas, or - for stdin"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if waitTimeout < 0 {
+				return usageErrorf("--wait-timeout %v is negative", waitTimeout)
+			}
+			doc, err := readDocument(a.stdin, args[0])
+			if err != nil {
+				return err
+			}
+			cv, err := chain.Parse(doc)
+			if err != nil {
+				return usageErrorf("invalid canvas in %s: %w", sourceName(args[0]), err)
+			}
+			ctx := cmd.Context()
+			cl, err := a.Client(ctx)
+			if err != nil {
+				return err
+			}
+			wf, err := cl.Submit(ctx, cv, &baton.SubmitOpts{ID: id, RequireKnownKinds: !allowKinds})
+			if err != nil {
+				if isSubmitInputError(err) {
+					return usageErrorf("%s (in %s)", strings.TrimPrefix(err.Error(), "baton: "), sourceName(args[0]))
+				}
+				return err
+			}
+			if !wait {
+				if asJSON {
+					return writeJSON(a.stdout, map[string]any{"id": wf.ID, "kind": wf.Plan.Kind(), "tasks": len(wf.Plan.Tasks())})
+				}
+				_, err := fmt.Fprintln(a.stdout, wf.ID)
+				return err
+			}
+			return showWorkflow(ctx, a.stdout, wf, true, waitTimeout, asJSON)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&id, "id", "", "Workflow id (letters, digits, - and _; default: a new random id); submitting an existing id returns that workflow")
+	f.BoolVar(&wait, "wait", false, "Wait for the workflow to finish and print it with its steps")
+	f.DurationVar(&waitTimeout, "wait-timeout", 0, "With --wait, give up waiting after this long (exit 5); 0 waits until interrupted")
+	f.BoolVar(&asJSON, "json", false, "Print JSON")
+	f.BoolVar(&allowKinds, "allow-unknown-kinds", false, "Accept task kinds this program does not know (registered by another worker)")
+	return cmd
+}
+
+// readDocument reads FILE, or stdin for "-".
+func readDocument(stdin io.Reader, name string) ([]byte, error) {
+	if name == "-" {
+		b, err := io.ReadAll(stdin)
+		if err != nil {
+			return nil, fmt.Errorf("read stdin: %w", err)
+		}
+		return b, nil
+	}
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, usageErrorf("read canvas: %w", err)
+	}
+	return b, nil
+}
+
+func sourceName(arg string) string {
+	if arg == "-" {
+		return "stdin"
+	}
+	return arg
+}
+
+// isSubmitInputError reports whether Submit rejected its input (the canvas
+// or the workflow id) rather than failing to reach Redis. The root package
+// has no typed error for this; its messages are stable.
+func isSubmitInputError(err error) bool {
+	msg := err.Error()
+	return strings.HasPrefix(msg, "baton: invalid canvas: ") || strings.HasPrefix(msg, "baton: workflow id ")
+}

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/batonhq/baton"
+	"github.com/batonhq/baton/config"
+)
+
+func newWorkerCmd(a *app) *cobra.Command {
+	var pollInterval time.Duration
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run tasks from the queues until SIGINT or SIGTERM",
+		Long: `Run a worker: execute the built-in tasks (echo, sleep, fail, flaky) and the
+pipeline's tasks from the queues, until SIGINT or SIGTERM. On a signal the
+worker stops taking tasks and gives running ones --shutdown-timeout to
+finish; the rest go back to their queue. A second signal exits at once.
+
+Queues default to default=6,llm=3,low=1 (weights; the pipeline's LLM calls
+run on llm). To scale, start more workers on any machine that reaches the
+same Redis.`,
+		Example: `  baton worker
+  baton worker --concurrency 20 --queues default=6,llm=3,low=1
+  baton worker --queues llm --strict-priority`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runWorker(cmd.Context(), a, pollInterval)
+		},
+	}
+	a.addWorkerFlags(cmd)
+	cmd.Flags().DurationVar(&pollInterval, "poll-interval", 0, "How often an idle worker looks for new tasks (default 1s)")
+	return cmd
+}
+
+func runWorker(ctx context.Context, a *app, pollInterval time.Duration) error {
+	w, err := a.newWorker(ctx, pollInterval)
+	if err != nil {
+		return err
+	}
+	log := a.Logger()
+	log.Info("connecting worker", "redis", config.RedactRedisURL(a.cfg.RedisURL))
+	stop := context.AfterFunc(ctx, func() {
+		log.Info("shutting down: running tasks get the shutdown timeout to finish; signal again to exit now",
+			"shutdown_timeout", a.cfg.ShutdownTimeout)
+	})
+	defer stop()
+	return w.Run(ctx)
+}
+
+// newWorker builds a worker from the configuration (concurrency, queues,
+// shutdown timeout, ...) with every known task registered (Definitions). It
+// is not started. pollInterval 0 keeps baton's default.
+func (a *app) newWorker(ctx context.Context, pollInterval time.Duration) (*baton.Worker, error) {
+	if pollInterval < 0 {
+		return nil, usageErrorf("--poll-interval %v is negative", pollInterval)
+	}
+	rdb, err := a.Redis(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defs, err := a.Definitions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w, err := baton.NewWorker(rdb, &baton.WorkerOptions{
+		Concurrency:     a.cfg.Concurrency,
+		Queues:          a.cfg.Queues,
+		StrictPriority:  a.cfg.StrictPriority,
+		ShutdownTimeout: a.cfg.ShutdownTimeout,
+		ResultTTL:       a.cfg.ResultTTL,
+		Logger:          a.Logger(),
+		PollInterval:    pollInterval,
+	})
+	if err != nil {
+		return nil, &usageError{err}
+	}
+	if err := w.Register(defs...); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
