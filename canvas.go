@@ -99,7 +99,7 @@ func (c *Client) Submit(ctx context.Context, cv Canvas, opts *SubmitOpts) (*Work
 		o.ID = uuid.NewString()
 	}
 	if strings.ContainsAny(o.ID, ".{} ") || validID(o.ID) != nil {
-		return nil, fmt.Errorf("baton: workflow id %q: use letters, digits, '-' and '_' (no '.', braces or spaces)", o.ID)
+		return nil, fmt.Errorf("%w: workflow id %q: use letters, digits, '-' and '_' (no '.', braces or spaces)", ErrInvalidCanvas, o.ID)
 	}
 	if err := chain.Walk(cv, func(path string, s *Signature) error {
 		if o.RequireKnownKinds {
@@ -124,15 +124,18 @@ func (c *Client) Submit(ctx context.Context, cv Canvas, opts *SubmitOpts) (*Work
 		}
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("baton: invalid canvas: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidCanvas, err)
 	}
 	plan, err := chain.Compile(o.ID, cv)
 	if err != nil {
-		return nil, fmt.Errorf("baton: invalid canvas: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidCanvas, err)
 	}
 	first, err := plan.Start(0, nil, "")
 	if err != nil {
-		return nil, fmt.Errorf("baton: invalid canvas: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidCanvas, err)
+	}
+	if err := plan.CheckInputs(first); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidCanvas, err)
 	}
 	planJSON, err := json.Marshal(plan)
 	if err != nil {
@@ -355,7 +358,7 @@ func (c *Client) Cancel(ctx context.Context, wfID string) error {
 	if err != nil {
 		return c.redisErr("cancel "+wfID, err)
 	}
-	outs := []backend.Outcome{{ID: wfID, State: Revoked, Error: reason}}
+	var outs []backend.Outcome
 	for i, id := range ids {
 		outs = append(outs, backend.Outcome{ID: id, State: Revoked, Error: reason})
 		if recs[i] != nil && (recs[i].State == Started) {
@@ -363,6 +366,9 @@ func (c *Client) Cancel(ctx context.Context, wfID string) error {
 		}
 	}
 	if err := c.be.FinishMany(ctx, outs...); err != nil {
+		return c.redisErr("cancel "+wfID, err)
+	}
+	if _, err := c.be.Finish(ctx, backend.Outcome{ID: wfID, State: Revoked, Error: reason}); err != nil {
 		return c.redisErr("cancel "+wfID, err)
 	}
 	return nil

@@ -183,8 +183,12 @@ func (w *Worker) failWorkflowAt(ctx context.Context, plan *chain.Plan, node int,
 	for _, n := range plan.Downstream(node) {
 		outs = append(outs, backend.Outcome{ID: plan.Nodes[n].TaskID, State: Revoked, Error: reason})
 	}
-	outs = append(outs, backend.Outcome{ID: plan.Workflow, State: wfState, Error: wfErr})
+	// The steps first, then the workflow: whoever sees the workflow fail
+	// sees no step after the failure still PENDING.
 	if err := w.be.FinishMany(ctx, outs...); err != nil {
+		return &errInfra{err}
+	}
+	if _, err := w.be.Finish(ctx, backend.Outcome{ID: plan.Workflow, State: wfState, Error: wfErr}); err != nil {
 		return &errInfra{err}
 	}
 	return nil

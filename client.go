@@ -153,7 +153,7 @@ func toRaw(args any) (json.RawMessage, error) {
 // buildMessage resolves defaults and overrides into the wire message.
 func (c *Client) buildMessage(kind string, raw json.RawMessage, def TaskOptions, opts *EnqueueOpts, now time.Time) (*message, error) {
 	if err := opts.validate(); err != nil {
-		return nil, fmt.Errorf("baton: enqueue %s: invalid options: %w", kind, err)
+		return nil, fmt.Errorf("%w for %s: %w", ErrInvalidOptions, kind, err)
 	}
 	var o EnqueueOpts
 	if opts != nil {

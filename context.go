@@ -10,10 +10,15 @@ type TaskInfo struct {
 	Kind       string
 	Queue      string
 	WorkflowID string
+	// Retries is how many attempts failed before this one (0 on the first).
+	Retries int
+	// MaxRetries is the task's effective retry budget.
+	MaxRetries int
 }
 
-func withTaskInfo(ctx context.Context, m *message) context.Context {
-	return context.WithValue(ctx, taskInfoKey{}, TaskInfo{ID: m.ID, Kind: m.Kind, Queue: m.Queue, WorkflowID: m.Workflow})
+func withTaskInfo(ctx context.Context, m *message, retries, maxRetries int) context.Context {
+	return context.WithValue(ctx, taskInfoKey{}, TaskInfo{ID: m.ID, Kind: m.Kind, Queue: m.Queue, WorkflowID: m.Workflow,
+		Retries: retries, MaxRetries: maxRetries})
 }
 
 // InfoFrom returns the running task's info inside a handler.

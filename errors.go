@@ -21,6 +21,11 @@ var (
 	ErrPayloadTooLarge = errors.New("baton: payload too large")
 	// ErrUnknownKind is returned when a kind has no registered task.
 	ErrUnknownKind = errors.New("baton: unknown task kind")
+	// ErrInvalidCanvas is wrapped by Submit's error for a canvas that is
+	// rejected before anything is enqueued; the message has the JSON path.
+	ErrInvalidCanvas = errors.New("baton: invalid canvas")
+	// ErrInvalidOptions is wrapped by the error for invalid EnqueueOpts.
+	ErrInvalidOptions = errors.New("baton: invalid options")
 )
 
 // TaskError is the error of a task that ended in FAILURE or REVOKED. Get and

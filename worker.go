@@ -345,7 +345,7 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 	}
 
 	start := time.Now()
-	res, herr := w.invoke(ctx, def, m, timeout)
+	res, herr := w.invoke(withTaskInfo(ctx, m, retried, maxRetries), def, m, timeout)
 	if herr == nil {
 		if _, err := w.be.Finish(ctx, backend.Outcome{ID: m.ID, State: Success, Result: res, Retries: retried, Meta: &meta}); err != nil {
 			// The handler ran but its result is not stored: run it again
@@ -436,7 +436,6 @@ const callbackTimeout = 5 * time.Second
 func (w *Worker) invoke(ctx context.Context, def Definition, m *message, timeout time.Duration) (res []byte, err error) {
 	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	tctx = withTaskInfo(tctx, m)
 	type outcome struct {
 		res []byte
 		err error

@@ -223,3 +223,24 @@ func (p *Plan) Position(node int) string {
 	}
 	return ""
 }
+
+// CheckInputs verifies, before anything runs, that every task that will
+// receive a previous result can take it: static args beside a result must be
+// a JSON object (or the signature immutable). first are the tasks that start
+// the workflow without input.
+func (p *Plan) CheckInputs(first []Dispatch) error {
+	starts := map[int]bool{}
+	for _, d := range first {
+		starts[d.Node] = true
+	}
+	for _, n := range p.Tasks() {
+		if starts[n] {
+			continue
+		}
+		sig := p.Nodes[n].Sig
+		if _, err := sig.Input(json.RawMessage("null")); err != nil {
+			return fmt.Errorf("%s (%s, task %q): %w", p.Nodes[n].TaskID, p.Position(n), sig.Kind, err)
+		}
+	}
+	return nil
+}

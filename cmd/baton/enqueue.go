@@ -133,9 +133,8 @@ func runEnqueue(cmd *cobra.Command, a *app, kind string, fl *enqueueFlags) error
 	}
 	h, err := cl.EnqueueKind(ctx, kind, args, opts)
 	if err != nil {
-		// Bad input, not a failure: an oversized payload, or options the
-		// root package rejects (no typed error; its message is stable).
-		if errors.Is(err, baton.ErrPayloadTooLarge) || strings.Contains(err.Error(), ": invalid options: ") {
+		// Bad input, not a failure: an oversized payload or invalid options.
+		if errors.Is(err, baton.ErrPayloadTooLarge) || errors.Is(err, baton.ErrInvalidOptions) {
 			return &usageError{err}
 		}
 		return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -105,9 +106,7 @@ func sourceName(arg string) string {
 }
 
 // isSubmitInputError reports whether Submit rejected its input (the canvas
-// or the workflow id) rather than failing to reach Redis. The root package
-// has no typed error for this; its messages are stable.
+// or the workflow id) rather than failing to reach Redis.
 func isSubmitInputError(err error) bool {
-	msg := err.Error()
-	return strings.HasPrefix(msg, "baton: invalid canvas: ") || strings.HasPrefix(msg, "baton: workflow id ")
+	return errors.Is(err, baton.ErrInvalidCanvas) || errors.Is(err, baton.ErrInvalidOptions)
 }
