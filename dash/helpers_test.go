@@ -47,6 +47,9 @@ func setup(t *testing.T) *fixture {
 		f.mu.Lock()
 		g := f.gates[n]
 		f.mu.Unlock()
+		if n == 99 {
+			return 0, fmt.Errorf("source %d: HTTP 503 Service Unavailable", n) // retried in an hour
+		}
 		if g != nil {
 			select {
 			case <-g:

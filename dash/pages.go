@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -27,6 +28,9 @@ func mustPages() *pages {
 		"plural": func(n int, word string) string {
 			if n == 1 {
 				return fmt.Sprintf("%d %s", n, word)
+			}
+			if strings.HasSuffix(word, "y") {
+				return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(word, "y"))
 			}
 			return fmt.Sprintf("%d %ss", n, word)
 		},

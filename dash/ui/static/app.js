@@ -24,12 +24,12 @@
       g.setAttribute("data-state", s.state);
       setText(sel(g, "text.st"), s.state);
       var meta = fmt(s.duration_ms);
-      if (s.retries) meta += " · " + s.retries + " retries";
+      if (s.retries) meta += " · " + s.retries + (s.retries === 1 ? " retry" : " retries");
       if (s.error) meta += " · " + (s.error.length > 16 ? s.error.slice(0, 15) + "…" : s.error);
       setText(sel(g, "text.meta"), meta);
       var title = sel(g, "title");
       setText(title, s.id + " · " + s.kind + " · " + s.position + " · " + s.state +
-        (s.retries ? " · " + s.retries + " retries" : "") + (s.error ? "\n" + s.error : ""));
+        (s.retries ? " · " + s.retries + (s.retries === 1 ? " retry" : " retries") : "") + (s.error ? "\n" + s.error : ""));
     }
     var row = sel(document, "tr.steprow" + q);
     if (row) {
