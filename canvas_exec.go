@@ -9,6 +9,7 @@ import (
 
 	"github.com/batonhq/baton/backend"
 	"github.com/batonhq/baton/chain"
+	"github.com/batonhq/baton/metrics"
 )
 
 // The worker's half of the canvas: after a step ends for good, move the
@@ -69,6 +70,9 @@ func (w *Worker) afterSuccess(ctx context.Context, m *message, result json.RawMe
 			_, err := w.be.Finish(ctx, backend.Outcome{ID: plan.Workflow, State: Success, Result: res})
 			if err != nil {
 				return &errInfra{err}
+			}
+			if !redelivered {
+				metrics.WorkflowFinished(plan.Kind(), "success")
 			}
 			return nil
 		case act.Join:
@@ -188,8 +192,12 @@ func (w *Worker) failWorkflowAt(ctx context.Context, plan *chain.Plan, node int,
 	if err := w.be.FinishMany(ctx, outs...); err != nil {
 		return &errInfra{err}
 	}
-	if _, err := w.be.Finish(ctx, backend.Outcome{ID: plan.Workflow, State: wfState, Error: wfErr}); err != nil {
+	st, err := w.be.Finish(ctx, backend.Outcome{ID: plan.Workflow, State: wfState, Error: wfErr})
+	if err != nil {
 		return &errInfra{err}
+	}
+	if st.Error == wfErr { // this call recorded it (a repeat keeps the first)
+		metrics.WorkflowFinished(plan.Kind(), string(wfState))
 	}
 	return nil
 }

@@ -76,9 +76,10 @@ func NewClient(rdb redis.UniversalClient, opts *ClientOptions) (*Client, error) 
 	}, nil
 }
 
-// Close stops the client's background work. The Redis client stays open.
+// Close stops the client's background work. The Redis client stays open
+// (the asynq client shares it, so there is nothing else to close).
 func (c *Client) Close() error {
-	return errors.Join(c.be.Close(), c.aq.Close())
+	return c.be.Close()
 }
 
 // Backend is the result backend the client reads and writes.
@@ -207,10 +208,53 @@ func (c *Client) enqueue(ctx context.Context, kind string, raw json.RawMessage, 
 	if err != nil {
 		return nil, err
 	}
-	if err := c.send(ctx, []*message{m}, c.maxSize); err != nil {
+	send := c.send
+	if opts != nil && opts.ID != "" {
+		send = c.sendOnce // a caller-chosen id may be a duplicate submission
+	}
+	if err := send(ctx, []*message{m}, c.maxSize); err != nil {
 		return nil, err
 	}
 	return &Handle{ID: m.ID, Kind: kind, Queue: m.Queue, c: c}, nil
+}
+
+// sendOnce sends a message only if its id is new to the backend: a task id
+// that was submitted before (even to another queue, even if it finished) is
+// not queued again. It costs a round trip before the enqueue.
+func (c *Client) sendOnce(ctx context.Context, msgs []*message, maxSize int) error {
+	m := msgs[0]
+	payload, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("baton: enqueue %s: encode message: %w", m.Kind, err)
+	}
+	if maxSize > 0 && len(payload) > maxSize {
+		return fmt.Errorf("%w: task %s (%s) encodes to %d bytes, over the %d-byte limit (ClientOptions.MaxPayloadBytes): pass large data by reference (a URL or key) instead", ErrPayloadTooLarge, m.ID, m.Kind, len(payload), maxSize)
+	}
+	meta := backend.Meta{ID: m.ID, Kind: m.Kind, Queue: m.Queue, ParentID: m.Parent, WorkflowID: m.Workflow, EnqueuedAt: time.UnixMilli(m.EnqueuedMS)}
+	if m.RunAtMS > 0 {
+		meta.RunAt = time.UnixMilli(m.RunAtMS)
+	}
+	pw, err := c.be.StartPending(ctx, meta)
+	if err != nil {
+		return c.redisErr("enqueue", err)
+	}
+	created, err := pw.Wait(ctx)
+	if err != nil {
+		return c.redisErr("enqueue", err)
+	}
+	if !created[0] {
+		return nil // known id: idempotent
+	}
+	if err := c.enqueueOne(ctx, m, payload); err != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		_ = c.be.Delete(cctx, m.ID)
+		cancel()
+		return c.redisErr("enqueue "+m.Kind, err)
+	}
+	if m.RunAtMS == 0 {
+		c.be.Wake(m.Queue)
+	}
+	return nil
 }
 
 // send records messages PENDING and hands them to asynq. The record write

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/batonhq/baton/backend"
+	"github.com/batonhq/baton/metrics"
 )
 
 // Worker defaults.
@@ -200,7 +201,9 @@ func (w *Worker) Start() error {
 // Shutdown stops taking tasks, lets running ones finish within
 // ShutdownTimeout, returns the rest to their queues, and releases resources.
 func (w *Worker) Shutdown() {
-	w.stopping.Store(true)
+	if !w.stopping.CompareAndSwap(false, true) {
+		return // already shut down
+	}
 	if w.stopRecover != nil {
 		w.stopRecover()
 		<-w.recoverDone
@@ -353,6 +356,7 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 			log.Warn("could not record success; will run again", "err", err)
 			return &errInfra{err}
 		}
+		metrics.ObserveTask(m.Kind, "success", time.Since(start))
 		log.Debug("task succeeded", "duration", time.Since(start))
 		return w.afterSuccess(ctx, m, res, false)
 	}
@@ -373,6 +377,7 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 		if !IsPermanent(herr) && maxRetries > 0 {
 			msg = fmt.Sprintf("%s (gave up after %d attempts)", msg, retried+1)
 		}
+		metrics.ObserveTask(m.Kind, "failure", time.Since(start))
 		log.Warn("task failed", "attempt", retried+1, "err", herr)
 		return w.fail(ctx, log, m, retried, Failure, msg, true)
 	}
@@ -387,6 +392,8 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 		}
 		delay = policy.DelayFor(retried)
 	}
+	metrics.ObserveTask(m.Kind, "retry", time.Since(start))
+	metrics.IncRetry(m.Kind)
 	next := time.Now().Add(delay)
 	log.Info("task will retry", "attempt", retried+1, "max_retries", maxRetries, "in", delay, "err", herr)
 	if _, err := w.be.Finish(ctx, backend.Outcome{ID: m.ID, State: Retry, Error: herr.Error(), Retries: retried + 1, NextTry: next, Meta: &meta}); err != nil {

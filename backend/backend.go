@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -39,6 +40,8 @@ type Backend struct {
 	ttlMS string
 	pipe  *pipeliner
 	hub   *hub
+
+	closeOnce sync.Once
 }
 
 // New returns a Backend on rdb. Close it to stop its background goroutines;
@@ -63,10 +66,13 @@ func New(rdb redis.UniversalClient, opts Options) (*Backend, error) {
 	return b, nil
 }
 
-// Close stops the backend's goroutines. The Redis client is not closed.
+// Close stops the backend's goroutines; calls after it fail with an error
+// saying so. The Redis client is not closed. Close is idempotent.
 func (b *Backend) Close() error {
-	b.hub.close()
-	b.pipe.close()
+	b.closeOnce.Do(func() {
+		b.hub.close()
+		b.pipe.close()
+	})
 	return nil
 }
 

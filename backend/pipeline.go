@@ -72,8 +72,16 @@ func (p *pipeliner) fireAndForget(args ...any) {
 	}
 }
 
+// errClosed is returned for calls on a closed backend.
+var errClosed = errors.New("backend is closed")
+
 // submit queues calls without waiting for them.
 func (p *pipeliner) submit(ctx context.Context, calls ...*call) error {
+	select {
+	case <-p.quit:
+		return errClosed
+	default:
+	}
 	for _, c := range calls {
 		c.done = make(chan struct{})
 		select {
@@ -81,7 +89,7 @@ func (p *pipeliner) submit(ctx context.Context, calls ...*call) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-p.quit:
-			return errors.New("backend closed")
+			return errClosed
 		}
 	}
 	return nil
@@ -98,6 +106,12 @@ func (p *pipeliner) wait(ctx context.Context, calls ...*call) error {
 			}
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-p.quit:
+			select {
+			case <-c.done:
+			default:
+				return errClosed
+			}
 		}
 	}
 	return first

@@ -19,6 +19,7 @@ import (
 	openai "github.com/sashabaranov/go-openai"
 
 	"github.com/batonhq/baton"
+	"github.com/batonhq/baton/metrics"
 )
 
 // Defaults for LLMConfig; a zero field takes these values.
@@ -233,9 +234,11 @@ func (a *Analyzer) Analyze(ctx context.Context, args AnalyzeArgs) (AnalyzeResult
 	req, truncated, inputChars := a.request(args)
 	key := CacheKey(a.cfg.BaseURL, a.cfg.Model, req)
 	if res, ok := a.cacheGet(ctx, key); ok {
+		metrics.LLMCacheLookup(true)
 		a.log.DebugContext(ctx, "llm cache hit", "key", key, "model", res.Model)
 		return res, nil
 	}
+	metrics.LLMCacheLookup(false)
 
 	callCtx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
 	defer cancel()
@@ -270,6 +273,7 @@ func (a *Analyzer) Analyze(ctx context.Context, args AnalyzeArgs) (AnalyzeResult
 	a.log.InfoContext(ctx, "llm call", "endpoint", redactURL(a.cfg.BaseURL), "model", res.Model,
 		"prompt_tokens", res.PromptTokens, "completion_tokens", res.CompletionTokens,
 		"truncated", truncated, "duration", time.Since(start))
+	metrics.AddLLMTokens(res.Model, res.PromptTokens, res.CompletionTokens)
 	a.cacheSet(ctx, key, res)
 	return res, nil
 }

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"net"
+	"net/http"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/batonhq/baton"
 	"github.com/batonhq/baton/config"
+	"github.com/batonhq/baton/metrics"
 )
 
 func newWorkerCmd(a *app) *cobra.Command {
@@ -48,7 +51,28 @@ func runWorker(ctx context.Context, a *app, pollInterval time.Duration) error {
 			"shutdown_timeout", a.cfg.ShutdownTimeout)
 	})
 	defer stop()
+	if addr := a.cfg.MetricsAddr; addr != "" {
+		srv, err := serveMetrics(addr)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		log.Info("serving metrics", "addr", srv.Addr, "path", "/metrics")
+	}
 	return w.Run(ctx)
+}
+
+// serveMetrics serves the Prometheus endpoint for `--metrics-addr`.
+func serveMetrics(addr string) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, usageErrorf("--metrics-addr %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", metrics.Handler())
+	srv := &http.Server{Addr: ln.Addr().String(), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return srv, nil
 }
 
 // newWorker builds a worker from the configuration (concurrency, queues,
