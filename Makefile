@@ -15,7 +15,7 @@ FUZZTIME ?= 20s
 BENCH_ARGS ?=
 CHAOS_ARGS ?=
 
-.PHONY: help build test test/short test/race lint bench chaos demo fuzz tidy clean
+.PHONY: help build test test/short test/race test/browser lint bench chaos demo fuzz tidy clean
 
 help: ## Show this list of targets
 	@echo "Usage: make <target> [VAR=value]"
@@ -36,6 +36,13 @@ test/short: ## Run all tests without the race detector (faster)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 test/race: test ## Alias of test
+
+test/browser: ## Headless Chromium test of the dashboard (installs chromium as root when missing)
+	@scripts/ensure-redis.sh
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
+		else echo "chromium is missing: install it with: sudo apt-get install -y chromium chromium-driver"; exit 1; fi; }
+	BATON_ARTIFACTS=$${BATON_ARTIFACTS:-$(CURDIR)/artifacts} $(GO) test -tags browser -count=1 -run TestBrowser -v ./dash
 
 lint: ## Check gofmt, run go vet, and golangci-lint when installed
 	@files="$$(gofmt -l .)"; \

@@ -1,3 +1,5 @@
+//go:build browser
+
 package dash_test
 
 import (
@@ -18,15 +20,12 @@ import (
 
 // TestBrowser drives the dashboard in headless Chromium against a real Redis
 // and a worker running a chord whose header is half done. It needs the
-// Debian packages chromium and chromium-driver and runs only with
-// BATON_BROWSER_TEST=1 (make test/browser). Screenshots go to
+// Debian packages chromium and chromium-driver and is built only with the
+// "browser" build tag (make test/browser). Screenshots go to
 // $BATON_ARTIFACTS (default: a temporary directory); with
 // BATON_DOCS_SCREENSHOT=1 the workflow page is also saved to
 // docs/dashboard.png.
 func TestBrowser(t *testing.T) {
-	if os.Getenv("BATON_BROWSER_TEST") != "1" {
-		t.Skip("set BATON_BROWSER_TEST=1 to run the headless Chromium test (make test/browser)")
-	}
 	chromium := os.Getenv("CHROMIUM")
 	if chromium == "" {
 		chromium = "/usr/bin/chromium"

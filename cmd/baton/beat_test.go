@@ -58,9 +58,6 @@ var (
 // TestBeatTwoProcesses runs two real `baton beat` processes on one Redis for
 // about 10 s with a 1-second entry: every second gets exactly one run.
 func TestBeatTwoProcesses(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs for 10s")
-	}
 	b := setupWithWorker(t)
 	bin := buildBaton(t)
 	sched := filepath.Join(t.TempDir(), "schedule.yaml")
