@@ -156,11 +156,18 @@ func (c *Client) Submit(ctx context.Context, cv Canvas, opts *SubmitOpts) (*Work
 		metas = append(metas, backend.Meta{ID: node.TaskID, Kind: node.Sig.Kind, WorkflowID: o.ID, EnqueuedAt: now,
 			Queue: c.queueFor(node.Sig)})
 	}
-	if err := c.be.MarkPending(ctx, metas...); err != nil {
+	// The PENDING records and the first steps go out together: a record
+	// written after its task started is a no-op (PENDING never overwrites).
+	pw, err := c.be.StartPending(ctx, metas...)
+	if err != nil {
 		return nil, c.redisErr("submit workflow", err)
 	}
-	if err := c.dispatch(ctx, plan, first, c.defaultsFor); err != nil {
-		return nil, err
+	derr := c.dispatch(ctx, plan, planJSON, first, c.defaultsFor)
+	if _, err := pw.Wait(ctx); err != nil && derr == nil {
+		derr = c.redisErr("submit workflow", err)
+	}
+	if derr != nil {
+		return nil, derr
 	}
 	return wf, nil
 }
@@ -185,27 +192,35 @@ func (c *Client) queueFor(s *Signature) string {
 	return c.defaultsFor(s.Kind).Queue
 }
 
-// saveWorkflow stores the plan once; it reports false when the workflow
-// existed already.
+// saveWorkflow stores the plan once, in one round trip; it reports false
+// when the workflow existed already. The recent-workflows index is pruned
+// of expired ids now and then, not on every submit.
 func (c *Client) saveWorkflow(ctx context.Context, plan *chain.Plan, planJSON []byte, now time.Time) (bool, error) {
 	key := backend.WorkflowKey(plan.Workflow)
-	ok, err := c.rdb.HSetNX(ctx, key, "plan", planJSON).Result()
-	if err != nil || !ok {
-		return false, err
-	}
 	ttl := c.be.TTL()
 	pipe := c.rdb.Pipeline()
-	pipe.HSet(ctx, key, "created", now.UnixMilli(), "kind", plan.Kind(), "tasks", len(plan.Tasks()))
+	created := pipe.HSetNX(ctx, key, "plan", planJSON)
+	pipe.HSetNX(ctx, key, "created", now.UnixMilli())
+	pipe.HSetNX(ctx, key, "kind", plan.Kind())
+	pipe.HSetNX(ctx, key, "tasks", len(plan.Tasks()))
 	pipe.Expire(ctx, key, ttl)
 	pipe.ZAdd(ctx, backend.WorkflowIndexKey, redis.Z{Score: float64(now.UnixMilli()), Member: plan.Workflow})
-	pipe.ZRemRangeByScore(ctx, backend.WorkflowIndexKey, "-inf", fmt.Sprint(now.Add(-ttl).UnixMilli()))
 	pipe.Expire(ctx, backend.WorkflowIndexKey, ttl)
-	_, err = pipe.Exec(ctx)
-	return true, err
+	if c.submits.Add(1)%64 == 1 {
+		pipe.ZRemRangeByScore(ctx, backend.WorkflowIndexKey, "-inf", fmt.Sprint(now.Add(-ttl).UnixMilli()))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return false, err
+	}
+	return created.Val(), nil
 }
 
+// inlinePlanMax: plans up to this size travel in every step's message, so
+// workers need no read to hand a result on.
+const inlinePlanMax = 4 << 10
+
 // dispatch enqueues the given steps of a plan.
-func (c *Client) dispatch(ctx context.Context, plan *chain.Plan, ds []chain.Dispatch, defaults func(string) TaskOptions) error {
+func (c *Client) dispatch(ctx context.Context, plan *chain.Plan, planJSON []byte, ds []chain.Dispatch, defaults func(string) TaskOptions) error {
 	if len(ds) == 0 {
 		return nil
 	}
@@ -224,6 +239,9 @@ func (c *Client) dispatch(ctx context.Context, plan *chain.Plan, ds []chain.Disp
 			return err
 		}
 		m.Workflow, m.Node, m.Parent = plan.Workflow, d.Node, d.Parent
+		if len(planJSON) <= inlinePlanMax {
+			m.Plan = planJSON
+		}
 		msgs[i] = m
 	}
 	return c.sendAll(ctx, msgs)
@@ -255,24 +273,29 @@ func (c *Client) sendAll(ctx context.Context, msgs []*message) error {
 
 // Workflow returns a handle on a submitted workflow.
 func (c *Client) Workflow(ctx context.Context, id string) (*Workflow, error) {
-	plan, err := loadPlan(ctx, c.rdb, id)
+	plan, _, err := loadPlan(ctx, c.rdb, id)
 	if err != nil {
 		return nil, err
 	}
 	return &Workflow{ID: id, Plan: plan, c: c}, nil
 }
 
-func loadPlan(ctx context.Context, rdb redis.UniversalClient, id string) (*chain.Plan, error) {
+func loadPlan(ctx context.Context, rdb redis.UniversalClient, id string) (*chain.Plan, []byte, error) {
 	raw, err := rdb.HGet(ctx, backend.WorkflowKey(id), "plan").Bytes()
 	if errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("%w: workflow %s (never submitted, or expired)", ErrNotFound, id)
+		return nil, nil, fmt.Errorf("%w: workflow %s (never submitted, or expired)", ErrNotFound, id)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("baton: load workflow %s: %w", id, err)
+		return nil, nil, fmt.Errorf("baton: load workflow %s: %w", id, err)
 	}
+	p, err := decodePlan(id, raw)
+	return p, raw, err
+}
+
+func decodePlan(id string, raw []byte) (*chain.Plan, error) {
 	var p chain.Plan
 	if err := json.Unmarshal(raw, &p); err != nil {
-		return nil, fmt.Errorf("baton: workflow %s: stored plan is corrupt: %w", id, err)
+		return nil, fmt.Errorf("baton: workflow %s: plan is corrupt: %w", id, err)
 	}
 	return &p, nil
 }
@@ -341,7 +364,7 @@ func (w *Workflow) Record(ctx context.Context) (*Record, error) { return w.c.Get
 // steps have their context cancelled (best effort), waiters get an error
 // wrapping ErrCancelled.
 func (c *Client) Cancel(ctx context.Context, wfID string) error {
-	plan, err := loadPlan(ctx, c.rdb, wfID)
+	plan, _, err := loadPlan(ctx, c.rdb, wfID)
 	if err != nil {
 		return err
 	}

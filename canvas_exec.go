@@ -20,27 +20,44 @@ import (
 
 type planCache struct {
 	mu sync.Mutex
-	m  map[string]*chain.Plan
+	m  map[string]cachedPlan
 }
 
-func (w *Worker) plan(ctx context.Context, wfID string) (*chain.Plan, error) {
+type cachedPlan struct {
+	plan *chain.Plan
+	raw  []byte
+}
+
+// plan returns the plan of m's workflow: from this worker's cache, from the
+// message (small plans travel inline), or from Redis.
+func (w *Worker) plan(ctx context.Context, m *message) (*chain.Plan, []byte, error) {
 	w.plans.mu.Lock()
-	p, ok := w.plans.m[wfID]
+	c, ok := w.plans.m[m.Workflow]
 	w.plans.mu.Unlock()
 	if ok {
-		return p, nil
+		return c.plan, c.raw, nil
 	}
-	p, err := loadPlan(ctx, w.rdb, wfID)
+	var (
+		p   *chain.Plan
+		raw []byte
+		err error
+	)
+	if len(m.Plan) > 0 {
+		raw = m.Plan
+		p, err = decodePlan(m.Workflow, raw)
+	} else {
+		p, raw, err = loadPlan(ctx, w.rdb, m.Workflow)
+	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	w.plans.mu.Lock()
 	if w.plans.m == nil || len(w.plans.m) > 4096 {
-		w.plans.m = map[string]*chain.Plan{}
+		w.plans.m = map[string]cachedPlan{}
 	}
-	w.plans.m[wfID] = p
+	w.plans.m[m.Workflow] = cachedPlan{plan: p, raw: raw}
 	w.plans.mu.Unlock()
-	return p, nil
+	return p, raw, nil
 }
 
 // afterSuccess hands a finished step's result on through its workflow.
@@ -49,7 +66,7 @@ func (w *Worker) afterSuccess(ctx context.Context, m *message, result json.RawMe
 	if m.Workflow == "" {
 		return nil
 	}
-	plan, err := w.plan(ctx, m.Workflow)
+	plan, planJSON, err := w.plan(ctx, m)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			w.log.Error("workflow plan is gone; cannot hand on", "task", m.ID, "workflow", m.Workflow)
@@ -96,7 +113,7 @@ func (w *Worker) afterSuccess(ctx context.Context, m *message, result json.RawMe
 					return &errInfra{err}
 				}
 			}
-			if err := w.client.dispatch(ctx, plan, ds, w.defaultsFor); err != nil {
+			if err := w.client.dispatch(ctx, plan, planJSON, ds, w.defaultsFor); err != nil {
 				return &errInfra{err}
 			}
 			return nil
@@ -138,7 +155,7 @@ func (w *Worker) afterFailure(ctx context.Context, m *message, state State, errT
 	if m.Workflow == "" {
 		return nil
 	}
-	plan, err := w.plan(ctx, m.Workflow)
+	plan, _, err := w.plan(ctx, m)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -46,6 +47,8 @@ type Client struct {
 
 	mu   sync.RWMutex
 	defs map[string]TaskOptions
+
+	submits atomic.Uint64
 }
 
 // NewClient returns a Client on rdb, which the caller keeps ownership of.
@@ -257,12 +260,12 @@ func (c *Client) sendOnce(ctx context.Context, msgs []*message, maxSize int) err
 	return nil
 }
 
-// send records messages PENDING and hands them to asynq. The record write
-// and the enqueue run concurrently; a record whose enqueue failed is removed.
+// send hands messages to asynq. No backend write happens here: until a
+// worker records STARTED, a task's PENDING state is read from the queue
+// itself (see Get), which keeps an enqueue at one Redis round trip.
+// Workflow steps got their PENDING records at Submit.
 func (c *Client) send(ctx context.Context, msgs []*message, maxSize int) error {
-	payloads := make([][]byte, len(msgs))
-	metas := make([]backend.Meta, len(msgs))
-	for i, m := range msgs {
+	for _, m := range msgs {
 		b, err := json.Marshal(m)
 		if err != nil {
 			return fmt.Errorf("baton: enqueue %s: encode message: %w", m.Kind, err)
@@ -270,47 +273,12 @@ func (c *Client) send(ctx context.Context, msgs []*message, maxSize int) error {
 		if maxSize > 0 && len(b) > maxSize {
 			return fmt.Errorf("%w: task %s (%s) encodes to %d bytes, over the %d-byte limit (ClientOptions.MaxPayloadBytes): pass large data by reference (a URL or key) instead", ErrPayloadTooLarge, m.ID, m.Kind, len(b), maxSize)
 		}
-		payloads[i] = b
-		metas[i] = backend.Meta{ID: m.ID, Kind: m.Kind, Queue: m.Queue, ParentID: m.Parent, WorkflowID: m.Workflow,
-			EnqueuedAt: time.UnixMilli(m.EnqueuedMS)}
-		if m.RunAtMS > 0 {
-			metas[i].RunAt = time.UnixMilli(m.RunAtMS)
+		if err := c.enqueueOne(ctx, m, b); err != nil {
+			return c.redisErr("enqueue "+m.Kind, err)
 		}
-	}
-	pw, err := c.be.StartPending(ctx, metas...)
-	if err != nil {
-		return c.redisErr("enqueue", err)
-	}
-	var enqErr error
-	sent := make([]bool, len(msgs))
-	for i, m := range msgs {
-		err := c.enqueueOne(ctx, m, payloads[i])
-		if err != nil {
-			enqErr = err
-			break
-		}
-		sent[i] = true
 		if m.RunAtMS == 0 {
 			c.be.Wake(m.Queue)
 		}
-	}
-	created, werr := pw.Wait(ctx)
-	if enqErr != nil {
-		var undo []string
-		for i := range msgs {
-			if !sent[i] && werr == nil && created[i] {
-				undo = append(undo, msgs[i].ID)
-			}
-		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		_ = c.be.Delete(cctx, undo...)
-		cancel()
-		return c.redisErr("enqueue "+msgs[0].Kind, enqErr)
-	}
-	if werr != nil {
-		// The task is queued; its PENDING record will be written by the
-		// worker when it starts. Report the problem all the same.
-		return c.redisErr("record pending", werr)
 	}
 	return nil
 }
@@ -353,23 +321,66 @@ func redisAddr(rdb redis.UniversalClient) string {
 	return "(unknown address)"
 }
 
-// Get returns the stored record of a task: ErrNotFound for an unknown id.
+// Get returns the record of a task: ErrNotFound for an unknown id. A task
+// that no worker has started yet has no backend record; it is PENDING as
+// long as it sits in a queue, and Get reads it from there.
 func (c *Client) Get(ctx context.Context, id string) (*Record, error) {
 	r, err := c.be.Get(ctx, id)
-	if err != nil {
-		if errors.Is(err, backend.ErrNotFound) {
-			return nil, fmt.Errorf("%w: %s (never enqueued, or its record expired)", ErrNotFound, id)
-		}
+	if err == nil {
+		return r, nil
+	}
+	if !errors.Is(err, backend.ErrNotFound) {
 		return nil, c.redisErr("get "+id, err)
 	}
-	return r, nil
+	if r, qerr := c.queued(ctx, id); qerr == nil && r != nil {
+		return r, nil
+	} else if qerr != nil {
+		return nil, c.redisErr("get "+id, qerr)
+	}
+	return nil, fmt.Errorf("%w: %s (never enqueued, or its record expired)", ErrNotFound, id)
+}
+
+// queued looks for a not-yet-started task in asynq's queues and describes
+// it as PENDING; nil when no queue holds it.
+func (c *Client) queued(ctx context.Context, id string) (*Record, error) {
+	insp := asynq.NewInspectorFromRedisClient(c.rdb)
+	queues, err := insp.Queues()
+	if err != nil {
+		return nil, err
+	}
+	for _, q := range queues {
+		ti, err := insp.GetTaskInfo(q, id)
+		if err != nil {
+			if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
+				continue
+			}
+			return nil, err
+		}
+		m, err := decodeMessage(ti.Payload)
+		if err != nil {
+			return nil, nil // not a baton task
+		}
+		r := &Record{ID: id, Kind: m.Kind, Queue: q, State: Pending, ParentID: m.Parent, WorkflowID: m.Workflow,
+			EnqueuedAt: time.UnixMilli(m.EnqueuedMS), Retries: ti.Retried}
+		if ti.State == asynq.TaskStateActive {
+			r.State = Started // delivered; the worker is recording it
+		}
+		if ti.State == asynq.TaskStateRetry {
+			r.State, r.NextTryAt, r.Error = Retry, ti.NextProcessAt, ti.LastErr
+		}
+		return r, nil
+	}
+	return nil, nil
 }
 
 // Wait blocks until task id ends and returns its record. The error is a
 // *TaskError for FAILURE and REVOKED, ErrNotFound for an unknown id, or
 // ctx's error when it ends first.
 func (c *Client) Wait(ctx context.Context, id string) (*Record, error) {
-	r, err := c.be.Wait(ctx, id)
+	if _, err := c.Get(ctx, id); err != nil {
+		return nil, err // unknown id, or Redis trouble
+	}
+	r, err := c.be.WaitKnown(ctx, id)
 	return c.waitResult(id, r, err)
 }
 

@@ -24,6 +24,8 @@ type message struct {
 	Workflow string `json:"wf,omitempty"`
 	Node     int    `json:"n,omitempty"`
 	Parent   string `json:"p,omitempty"`
+	// Plan is the workflow's plan, carried inline when small.
+	Plan json.RawMessage `json:"pl,omitempty"`
 
 	asynqMax int // asynq's retry budget, not sent
 }

@@ -487,7 +487,7 @@ func (a asynqLogger) Fatal(args ...any) {
 // mismatchError explains a chained step whose input does not fit its args.
 func (w *Worker) mismatchError(ctx context.Context, m *message, ae *argsError) error {
 	pos := fmt.Sprintf("step %s", m.ID)
-	if plan, err := w.plan(ctx, m.Workflow); err == nil && m.Node < len(plan.Nodes) {
+	if plan, _, err := w.plan(ctx, m); err == nil && m.Node < len(plan.Nodes) {
 		pos = fmt.Sprintf("%s (%s, %s)", pos, plan.Position(m.Node), plan.Kind())
 	}
 	from := "its static args"

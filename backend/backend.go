@@ -42,6 +42,10 @@ type Backend struct {
 	hub   *hub
 
 	closeOnce sync.Once
+
+	wakeMu   sync.Mutex
+	lastWake map[string]time.Time
+	wakeDue  map[string]bool
 }
 
 // New returns a Backend on rdb. Close it to stop its background goroutines;
@@ -381,6 +385,37 @@ func (b *Backend) Dispatched(ctx context.Context, id string) (bool, error) {
 // queue); idle workers listen on it instead of polling.
 const WakeChannel = prefix + "wake"
 
-// Wake tells idle workers of queue that a task is waiting. It does not
-// wait for Redis; wake-ups of one batch are merged.
-func (b *Backend) Wake(queue string) { b.pipe.fireAndForget("publish", WakeChannel, queue) }
+// wakeEvery is the most often one client wakes the workers of one queue.
+const wakeEvery = time.Millisecond
+
+// Wake tells idle workers of queue that a task is waiting. It does not wait
+// for Redis, and sends at most one wake-up per queue per millisecond: a call
+// inside that window is covered by one trailing wake-up at its end, so every
+// enqueue is followed by a wake-up within a millisecond.
+func (b *Backend) Wake(queue string) {
+	now := time.Now()
+	b.wakeMu.Lock()
+	if b.lastWake == nil {
+		b.lastWake, b.wakeDue = map[string]time.Time{}, map[string]bool{}
+	}
+	last := b.lastWake[queue]
+	if now.Sub(last) >= wakeEvery {
+		b.lastWake[queue] = now
+		b.wakeMu.Unlock()
+		b.pipe.fireAndForget("publish", WakeChannel, queue)
+		return
+	}
+	if b.wakeDue[queue] {
+		b.wakeMu.Unlock()
+		return
+	}
+	b.wakeDue[queue] = true
+	b.wakeMu.Unlock()
+	time.AfterFunc(last.Add(wakeEvery).Sub(now), func() {
+		b.wakeMu.Lock()
+		b.wakeDue[queue] = false
+		b.lastWake[queue] = time.Now()
+		b.wakeMu.Unlock()
+		b.pipe.fireAndForget("publish", WakeChannel, queue)
+	})
+}

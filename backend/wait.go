@@ -58,13 +58,21 @@ func (h *hub) close() {
 }
 
 // add registers a waiter for id and subscribes on first interest.
-func (h *hub) add(ctx context.Context, id string) (chan struct{}, error) {
+func (h *hub) add(ctx context.Context, id string) (chan struct{}, bool, error) {
 	ch := make(chan struct{}, 1)
-	return ch, h.addChan(ctx, id, ch)
+	fresh, err := h.addChanFresh(ctx, id, ch)
+	return ch, fresh, err
 }
 
 // addChan registers ch as a waiter for id.
 func (h *hub) addChan(ctx context.Context, id string, ch chan struct{}) error {
+	_, err := h.addChanFresh(ctx, id, ch)
+	return err
+}
+
+// addChanFresh registers ch as a waiter for id and reports whether it
+// subscribed anew (a confirmation, and so a notification, will follow).
+func (h *hub) addChanFresh(ctx context.Context, id string, ch chan struct{}) (bool, error) {
 	h.mu.Lock()
 	h.ensureStarted()
 	set, ok := h.waiters[id]
@@ -78,10 +86,10 @@ func (h *hub) addChan(ctx context.Context, id string, ch chan struct{}) error {
 	if !ok {
 		if err := ps.Subscribe(ctx, DoneChannel(id)); err != nil {
 			h.remove(id, ch)
-			return err
+			return false, err
 		}
 	}
-	return nil
+	return !ok, nil
 }
 
 func (h *hub) remove(id string, ch chan struct{}) {
@@ -172,22 +180,24 @@ func (b *Backend) Wait(ctx context.Context, id string) (*Record, error) {
 // WaitKnown is Wait for an id the caller knows was enqueued: a missing
 // record counts as PENDING rather than ErrNotFound.
 func (b *Backend) WaitKnown(ctx context.Context, id string) (*Record, error) {
-	r, err := b.Get(ctx, id)
-	if err == nil && r.State.Terminal() {
-		return r, nil
-	}
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return nil, err
-	}
 	return b.waitSubscribed(ctx, id)
 }
 
 func (b *Backend) waitSubscribed(ctx context.Context, id string) (*Record, error) {
-	ch, err := b.hub.add(ctx, id)
+	ch, fresh, err := b.hub.add(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("backend: wait %s: subscribe: %w", id, err)
 	}
 	defer b.hub.remove(id, ch)
+	if fresh {
+		// The first read happens on the subscription's confirmation, so it
+		// cannot miss a result published before the subscription took hold.
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-ch:
+		}
+	}
 	for {
 		r, err := b.Get(ctx, id)
 		switch {

@@ -28,6 +28,7 @@ var commands = []func(a *app) *cobra.Command{
 	newResultCmd,
 	newCancelCmd,
 	newInspectCmd,
+	newBenchCmd,
 }
 
 // extraDefinitions, when set, returns task definitions beyond the built-in
