@@ -1,0 +1,325 @@
+package baton_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/stretchr/testify/require"
+
+	"github.com/batonhq/baton"
+	"github.com/batonhq/baton/backend"
+	"github.com/batonhq/baton/internal/redistest"
+)
+
+// TestMalformedArgs: arguments that cannot decode into the task's type fail
+// once, naming the Go type, with no retry storm.
+func TestMalformedArgs(t *testing.T) {
+	b := setup(t)
+	ctx := ctxTimeout(t, 20*time.Second)
+	ran := newRunLog()
+	add := baton.NewTask("add", func(ctx context.Context, a addArgs) (int, error) {
+		ran.begin(ctx)
+		return a.A + a.B, nil
+	}, &baton.TaskOptions{MaxRetries: 3, RetryDelay: baton.FixedDelay(time.Millisecond)})
+	b.startWorker(t, nil, add)
+
+	for _, raw := range []string{`"notanobject"`, `[1,2]`, `{"A":"one","B":2}`, `true`} {
+		t.Run(raw, func(t *testing.T) {
+			h, err := b.client.EnqueueKind(ctx, "add", json.RawMessage(raw), nil)
+			require.NoError(t, err)
+			rec, err := h.Wait(ctx)
+			requireTaskError(t, err, baton.Failure, "baton_test.addArgs", `task "add"`)
+			require.Equal(t, 1, rec.Executions, "no retry storm")
+			require.Zero(t, rec.Retries)
+			require.JSONEq(t, raw, string(rec.Payload), "the payload is kept for inspection")
+			require.Zero(t, ran.count(h.ID), "the handler never ran")
+		})
+	}
+
+	t.Run("invalid JSON is refused at enqueue", func(t *testing.T) {
+		_, err := b.client.EnqueueKind(ctx, "add", json.RawMessage(`{"A":`), &baton.EnqueueOpts{ID: "bad-json"})
+		require.ErrorContains(t, err, "not valid JSON")
+		_, err = b.client.Get(ctx, "bad-json")
+		require.ErrorIs(t, err, baton.ErrNotFound)
+	})
+
+	t.Run("not a baton message", func(t *testing.T) {
+		aq := asynq.NewClientFromRedisClient(b.rdb)
+		_, err := aq.EnqueueContext(ctx, asynq.NewTask("add", []byte("garbage")), asynq.TaskID("raw-1"), asynq.MaxRetry(5))
+		require.NoError(t, err)
+		rec := waitState(t, b, "raw-1", baton.Failure)
+		require.Contains(t, rec.Error, "not a baton message")
+		require.Equal(t, "garbage", string(rec.Payload))
+		waitAsynqArchived(t, b, baton.QueueDefault, "raw-1")
+		rec, err = b.client.Get(ctx, "raw-1")
+		require.NoError(t, err)
+		require.LessOrEqual(t, rec.Executions, 1)
+	})
+}
+
+// waitAsynqArchived waits until asynq archived task id: it will not be
+// delivered again.
+func waitAsynqArchived(t *testing.T, b *bundle, queue, id string) {
+	t.Helper()
+	insp := asynq.NewInspectorFromRedisClient(b.rdb)
+	redistest.WaitFor(t, waitLimit, "asynq archived "+id, func() bool {
+		info, err := insp.GetTaskInfo(queue, id)
+		return err == nil && info.State == asynq.TaskStateArchived
+	})
+}
+
+// TestUnknownKind: a kind no worker registers fails once, naming the kind.
+func TestUnknownKind(t *testing.T) {
+	b := setup(t)
+	ctx := ctxTimeout(t, 20*time.Second)
+	known := baton.NewTask("known", func(ctx context.Context, _ struct{}) (int, error) { return 1, nil }, nil)
+	b.startWorker(t, nil, known)
+
+	five := 5
+	h, err := b.client.EnqueueKind(ctx, "nosuch", map[string]int{"x": 1}, &baton.EnqueueOpts{MaxRetries: &five, RetryDelay: baton.FixedDelay(time.Millisecond)})
+	require.NoError(t, err)
+	rec, err := h.Wait(ctx)
+	requireTaskError(t, err, baton.Failure, `unknown task kind "nosuch"`, "known")
+	require.Equal(t, 1, rec.Executions, "no retries")
+	require.Zero(t, rec.Retries)
+	require.JSONEq(t, `{"x":1}`, string(rec.Payload))
+	waitAsynqArchived(t, b, baton.QueueDefault, h.ID)
+}
+
+// TestOversizedPayload: refused before anything is written.
+func TestOversizedPayload(t *testing.T) {
+	b := setup(t)
+	ctx := ctxTimeout(t, 10*time.Second)
+	c, err := baton.NewClient(b.rdb, &baton.ClientOptions{MaxPayloadBytes: 1024})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	blob := baton.NewTask("blob", func(ctx context.Context, s string) (int, error) { return len(s), nil }, nil)
+
+	_, err = blob.Enqueue(ctx, c, strings.Repeat("x", 2048), &baton.EnqueueOpts{ID: "big-1"})
+	require.ErrorIs(t, err, baton.ErrPayloadTooLarge)
+	require.ErrorContains(t, err, "MaxPayloadBytes")
+	_, err = c.Get(ctx, "big-1")
+	require.ErrorIs(t, err, baton.ErrNotFound)
+	n, err := b.rdb.DBSize(ctx).Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "nothing was written")
+
+	_, err = blob.Enqueue(ctx, c, "small", &baton.EnqueueOpts{ID: "small-1"})
+	require.NoError(t, err, "a payload under the limit passes")
+}
+
+func panicText(f func()) (msg string) {
+	defer func() { msg = fmt.Sprint(recover()) }()
+	f()
+	return "no panic"
+}
+
+// TestInvalidOptions: bad options give an error that says what to fix, and
+// nothing is enqueued or recorded.
+func TestInvalidOptions(t *testing.T) {
+	b := setup(t)
+	ctx := ctxTimeout(t, 10*time.Second)
+	task := baton.NewTask("opt", func(ctx context.Context, _ struct{}) (int, error) { return 0, nil }, nil)
+	neg := -1
+
+	cases := []struct {
+		name string
+		opts baton.EnqueueOpts
+		want string
+	}{
+		{"negative MaxRetries", baton.EnqueueOpts{MaxRetries: &neg}, "MaxRetries -1 is negative"},
+		{"negative Countdown", baton.EnqueueOpts{Countdown: -time.Second}, "Countdown -1s is negative"},
+		{"negative Timeout", baton.EnqueueOpts{Timeout: -time.Second}, "Timeout -1s is negative"},
+		{"negative ExpiresIn", baton.EnqueueOpts{ExpiresIn: -time.Second}, "ExpiresIn -1s is negative"},
+		{"queue with a space", baton.EnqueueOpts{Queue: "my queue"}, `queue name "my queue"`},
+		{"queue with braces", baton.EnqueueOpts{Queue: "q{1}"}, `queue name "q{1}"`},
+		{"retry delay above max", baton.EnqueueOpts{RetryDelay: &baton.RetryPolicy{Delay: time.Minute, Max: time.Second}}, "raise Max or lower Delay"},
+		{"negative retry delay", baton.EnqueueOpts{RetryDelay: &baton.RetryPolicy{Delay: -time.Second}}, "RetryPolicy.Delay -1s is negative"},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.ID = fmt.Sprintf("invalid-%d", i)
+			_, err := task.Enqueue(ctx, b.client, struct{}{}, &tc.opts)
+			require.ErrorContains(t, err, "invalid options")
+			require.ErrorContains(t, err, tc.want)
+			_, err = b.client.Get(ctx, tc.opts.ID)
+			require.ErrorIs(t, err, baton.ErrNotFound)
+		})
+	}
+	for _, id := range []string{"has space", "brace{", strings.Repeat("x", 201)} {
+		t.Run("bad id "+id[:min(len(id), 10)], func(t *testing.T) {
+			_, err := task.Enqueue(ctx, b.client, struct{}{}, &baton.EnqueueOpts{ID: id})
+			require.ErrorContains(t, err, "task id")
+		})
+	}
+	t.Run("empty kind", func(t *testing.T) {
+		_, err := b.client.EnqueueKind(ctx, "", nil, nil)
+		require.ErrorContains(t, err, "empty task kind")
+	})
+	t.Run("nothing enqueued", func(t *testing.T) {
+		n, err := b.rdb.DBSize(ctx).Result()
+		require.NoError(t, err)
+		require.Zero(t, n)
+	})
+
+	t.Run("NewTask", func(t *testing.T) {
+		require.Contains(t, panicText(func() {
+			baton.NewTask("x", func(ctx context.Context, _ int) (int, error) { return 0, nil }, &baton.TaskOptions{MaxRetries: -2})
+		}), `task "x": MaxRetries -2 is negative`)
+		require.Contains(t, panicText(func() {
+			baton.NewTask("x", func(ctx context.Context, _ int) (int, error) { return 0, nil }, &baton.TaskOptions{Queue: "a,b"})
+		}), `queue name "a,b"`)
+		require.Contains(t, panicText(func() {
+			baton.NewTask("", func(ctx context.Context, _ int) (int, error) { return 0, nil }, nil)
+		}), "empty kind")
+	})
+
+	t.Run("NewClient and NewWorker", func(t *testing.T) {
+		_, err := baton.NewClient(b.rdb, &baton.ClientOptions{ResultTTL: -time.Hour})
+		require.ErrorContains(t, err, "ResultTTL -1h0m0s is negative")
+		require.ErrorContains(t, err, "24h")
+		_, err = baton.NewClient(b.rdb, &baton.ClientOptions{MaxPayloadBytes: -1})
+		require.ErrorContains(t, err, "MaxPayloadBytes -1 is negative")
+		_, err = baton.NewWorker(b.rdb, &baton.WorkerOptions{Concurrency: -1})
+		require.ErrorContains(t, err, "Concurrency -1 is negative")
+		_, err = baton.NewWorker(b.rdb, &baton.WorkerOptions{Queues: map[string]int{"bad queue": 1}})
+		require.ErrorContains(t, err, `"bad queue"`)
+		_, err = baton.NewWorker(b.rdb, &baton.WorkerOptions{Queues: map[string]int{"q": 0}})
+		require.ErrorContains(t, err, "weights must be ≥ 1")
+	})
+
+	t.Run("backend.New", func(t *testing.T) {
+		_, err := backend.New(b.rdb, backend.Options{ResultTTL: -time.Second})
+		require.ErrorContains(t, err, "ResultTTL -1s is negative")
+		require.ErrorContains(t, err, "use a positive duration such as 24h")
+		_, err = backend.New(b.rdb, backend.Options{ResultTTL: 500 * time.Millisecond})
+		require.ErrorContains(t, err, "under 1s")
+	})
+}
+
+// TestEveryKeyHasTTL: every key baton writes (asynq's own aside) expires.
+func TestEveryKeyHasTTL(t *testing.T) {
+	b := setup(t)
+	ctx := ctxTimeout(t, 30*time.Second)
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	misc := baton.NewTask("misc", func(ctx context.Context, mode string) (string, error) {
+		switch mode {
+		case "fail":
+			return "", baton.Permanent(errors.New("nope"))
+		case "retry":
+			return "", baton.RetryAfter(time.Hour, errors.New("later"))
+		case "block":
+			entered <- struct{}{}
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return "", ctx.Err()
+		}
+		return mode, nil
+	}, &baton.TaskOptions{MaxRetries: 1})
+	canvasWorker(t, b, misc)
+	t.Cleanup(func() { close(release) }) // before the worker's shutdown (cleanups run last first)
+
+	var waits []func() error
+	for _, mode := range []string{"ok", "fail"} {
+		h, err := misc.Enqueue(ctx, b.client, mode, nil)
+		require.NoError(t, err)
+		waits = append(waits, func() error { _, err := h.Wait(ctx); return err })
+	}
+	h, err := misc.Enqueue(ctx, b.client, "ok", &baton.EnqueueOpts{ExpiresIn: time.Millisecond, Countdown: 1200 * time.Millisecond})
+	require.NoError(t, err)
+	waits = append(waits, func() error { _, err := h.Wait(ctx); return err })
+	_, err = misc.Enqueue(ctx, b.client, "ok", &baton.EnqueueOpts{Countdown: time.Hour})
+	require.NoError(t, err)
+	retrying, err := misc.Enqueue(ctx, b.client, "retry", nil)
+	require.NoError(t, err)
+
+	for _, cv := range []baton.Canvas{
+		baton.Chain(incr.S(1, nil), double.Sig(nil)),
+		baton.Chord(baton.Group(incr.S(1, nil), incr.S(2, nil)), sum.Sig(nil)),
+		baton.Chain(incr.S(1, nil), boom.Sig(nil), incr.Sig(nil)),
+	} {
+		wf, err := b.client.Submit(ctx, cv, nil)
+		require.NoError(t, err)
+		waits = append(waits, func() error { _, err := wf.Wait(ctx); return err })
+	}
+	wf, err := b.client.Submit(ctx, baton.Chain(misc.S("block", nil), misc.SI("ok", nil)), nil)
+	require.NoError(t, err)
+	<-entered
+	require.NoError(t, b.client.Cancel(ctx, wf.ID))
+	waits = append(waits, func() error { _, err := wf.Wait(ctx); return err })
+
+	for _, w := range waits {
+		_ = w() // failures are part of the mix
+	}
+	waitState(t, b, retrying.ID, baton.Retry)
+
+	var keys []string
+	iter := b.rdb.Scan(ctx, 0, "*", 100).Iterator()
+	for iter.Next(ctx) {
+		if !strings.HasPrefix(iter.Val(), "asynq:") {
+			keys = append(keys, iter.Val())
+		}
+	}
+	require.NoError(t, iter.Err())
+	require.NotEmpty(t, keys)
+	kinds := map[string]bool{}
+	for _, k := range keys {
+		ttl, err := b.rdb.PTTL(ctx, k).Result()
+		require.NoError(t, err)
+		require.Greater(t, ttl, time.Duration(0), "key %s has no TTL", k)
+		kinds[strings.SplitN(k, ":", 3)[1]] = true
+	}
+	for _, k := range []string{"task", "wf", "chord", "workflows"} {
+		require.True(t, kinds[k], "the mix wrote a baton:%s key (got %v)", k, kinds)
+	}
+}
+
+// TestResultTTL: records expire after ResultTTL; a record waiting for a
+// retry lives at least until that retry.
+func TestResultTTL(t *testing.T) {
+	b := setup(t)
+	ctx := ctxTimeout(t, 20*time.Second)
+	c, err := baton.NewClient(b.rdb, &baton.ClientOptions{ResultTTL: time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	brief := baton.NewTask("brief", func(ctx context.Context, retry bool) (int, error) {
+		if retry {
+			return 0, baton.RetryAfter(3*time.Second, errors.New("come back later"))
+		}
+		return 1, nil
+	}, &baton.TaskOptions{MaxRetries: 1})
+	b.startWorker(t, &baton.WorkerOptions{ResultTTL: time.Second}, brief)
+
+	t.Run("expires", func(t *testing.T) {
+		h, err := brief.Enqueue(ctx, c, false, nil)
+		require.NoError(t, err)
+		_, err = h.Wait(ctx)
+		require.NoError(t, err)
+		ttl, err := b.rdb.PTTL(ctx, backend.TaskKey(h.ID)).Result()
+		require.NoError(t, err)
+		requireWithin(t, ttl, time.Millisecond, time.Second, "record TTL")
+		redistest.WaitFor(t, 5*time.Second, "record expired", func() bool {
+			_, err := c.Get(ctx, h.ID)
+			return errors.Is(err, baton.ErrNotFound)
+		})
+	})
+
+	t.Run("RETRY record outlives its next try", func(t *testing.T) {
+		h, err := brief.Enqueue(ctx, c, true, nil)
+		require.NoError(t, err)
+		rec := waitState(t, b, h.ID, baton.Retry)
+		ttl, err := b.rdb.PTTL(ctx, backend.TaskKey(h.ID)).Result()
+		require.NoError(t, err)
+		require.Greater(t, ttl, time.Until(rec.NextTryAt),
+			"the record of a task due again at %v expires in %v: a waiter would see ErrNotFound in between", rec.NextTryAt, ttl)
+	})
+}
