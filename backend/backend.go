@@ -361,25 +361,6 @@ func (b *Backend) ChordJoin(ctx context.Context, wfID, chordID string, idx, n in
 	return out, nil
 }
 
-// SetDispatched notes that a step's task was handed to the queue, so a
-// redelivered parent does not enqueue it again.
-func (b *Backend) SetDispatched(ctx context.Context, id string) error {
-	return b.rdb.HSet(ctx, TaskKey(id), "dispatched", "1").Err()
-}
-
-// Dispatched reports whether SetDispatched ran for id, or the task moved on
-// from PENDING already.
-func (b *Backend) Dispatched(ctx context.Context, id string) (bool, error) {
-	v, err := b.rdb.HMGet(ctx, TaskKey(id), "dispatched", fState).Result()
-	if err != nil {
-		return false, err
-	}
-	if v[0] != nil {
-		return true, nil
-	}
-	st, _ := v[1].(string)
-	return st != "" && st != string(Pending), nil
-}
 
 // WakeChannel is where producers announce new work (the message is the
 // queue); idle workers listen on it instead of polling.

@@ -259,7 +259,6 @@ func TestEveryWriteExpires(t *testing.T) {
 		"FinishMany": func(id string) error {
 			return f.be.FinishMany(ctx, backend.Outcome{ID: id, State: backend.Revoked, Error: "x"})
 		},
-		"SetDispatched": func(id string) error { return f.be.SetDispatched(ctx, id) },
 	}
 	for name, write := range writes {
 		t.Run(name+" on a missing record", func(t *testing.T) {

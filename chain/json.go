@@ -43,7 +43,13 @@ func Parse(data []byte) (Canvas, error) {
 
 var nodeKeys = []string{"task", "chain", "group", "chord"}
 
+// MaxDepth bounds how deeply canvases nest (chains in groups in chords ...).
+const MaxDepth = 64
+
 func parseNode(raw json.RawMessage, path string) (Canvas, error) {
+	if depth := strings.Count(path, "[") + strings.Count(path, ".on_error") + strings.Count(path, ".compensate"); depth > MaxDepth {
+		return nil, fmt.Errorf("%s: canvas nested more than %d levels deep: flatten it", path, MaxDepth)
+	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
 		return nil, fmt.Errorf("%s: expected an object with one of %s", path, strings.Join(quoted(nodeKeys), ", "))
