@@ -388,10 +388,8 @@ func (c *Client) Cancel(ctx context.Context, wfID string) error {
 			_ = c.cancelRunning(ctx, id)
 		}
 	}
-	if err := c.be.FinishMany(ctx, outs...); err != nil {
-		return c.redisErr("cancel "+wfID, err)
-	}
-	if _, err := c.be.Finish(ctx, backend.Outcome{ID: wfID, State: Revoked, Error: reason}); err != nil {
+	outs = append(outs, backend.Outcome{ID: wfID, State: Revoked, Error: reason})
+	if _, err := c.be.FinishInOrder(ctx, outs...); err != nil {
 		return c.redisErr("cancel "+wfID, err)
 	}
 	return nil

@@ -204,16 +204,14 @@ func (w *Worker) failWorkflowAt(ctx context.Context, plan *chain.Plan, node int,
 	for _, n := range plan.Downstream(node) {
 		outs = append(outs, backend.Outcome{ID: plan.Nodes[n].TaskID, State: Revoked, Error: reason})
 	}
-	// The steps first, then the workflow: whoever sees the workflow fail
-	// sees no step after the failure still PENDING.
-	if err := w.be.FinishMany(ctx, outs...); err != nil {
-		return &errInfra{err}
-	}
-	st, err := w.be.Finish(ctx, backend.Outcome{ID: plan.Workflow, State: wfState, Error: wfErr})
+	// The steps first, then the workflow, in one atomic call: whoever sees
+	// the workflow fail sees no step after the failure still PENDING.
+	outs = append(outs, backend.Outcome{ID: plan.Workflow, State: wfState, Error: wfErr})
+	sts, err := w.be.FinishInOrder(ctx, outs...)
 	if err != nil {
 		return &errInfra{err}
 	}
-	if st.Error == wfErr { // this call recorded it (a repeat keeps the first)
+	if sts[len(sts)-1].Error == wfErr { // this call recorded it (a repeat keeps the first)
 		metrics.WorkflowFinished(plan.Kind(), string(wfState))
 	}
 	return nil

@@ -267,6 +267,38 @@ func (b *Backend) FinishMany(ctx context.Context, os ...Outcome) error {
 	return nil
 }
 
+// FinishInOrder records outcomes of records that share a hash slot (the
+// tasks of one workflow and the workflow itself) atomically, in the order
+// given, in one round trip. It returns each record's status afterwards.
+func (b *Backend) FinishInOrder(ctx context.Context, os ...Outcome) ([]Status, error) {
+	if len(os) == 0 {
+		return nil, nil
+	}
+	keys := make([]string, len(os))
+	var args []any
+	for i, o := range os {
+		single := b.finishCall(o)
+		keys[i] = single.keys[0]
+		// single.args: ttl, state, channel, fields...
+		args = append(args, single.args[0], single.args[1], single.args[2], len(single.args)-3)
+		args = append(args, single.args[3:]...)
+	}
+	c := &call{script: finishSeqScript, keys: keys, args: args}
+	if err := b.pipe.do(ctx, c); err != nil {
+		return nil, fmt.Errorf("backend: record outcomes: %w", err)
+	}
+	arr, _ := c.res.([]any)
+	out := make([]Status, len(arr))
+	for i, v := range arr {
+		st, err := statusOf(v)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = st
+	}
+	return out, nil
+}
+
 func (b *Backend) finishCall(o Outcome) *call {
 	now := ms(time.Now())
 	ttl := b.ttlMS

@@ -120,3 +120,33 @@ redis.call("HINCRBY", KEYS[1], "recovered", 1)
 redis.call("PEXPIRE", KEYS[1], ARGV[3])
 return 1
 `)
+
+// finishSeqScript is finishScript over several records of one workflow (one
+// hash slot), applied in order in one atomic call: later steps are revoked
+// before their workflow fails, a last step succeeds before its workflow does.
+//
+// KEYS[1..n] task keys
+// ARGV: for each key, a segment: ttl (ms), new state, channel, m, then m
+// field/value arguments.
+// Returns one {state, result, error} per key, as finishScript does.
+var finishSeqScript = redis.NewScript(`
+local out = {}
+local a = 1
+for k = 1, #KEYS do
+  local ttl, state, channel, m = ARGV[a], ARGV[a+1], ARGV[a+2], tonumber(ARGV[a+3])
+  local fields = {}
+  for i = a + 4, a + 3 + m do fields[#fields+1] = ARGV[i] end
+  a = a + 4 + m
+  local cur = redis.call("HMGET", KEYS[k], "state", "result", "error")
+  local st = cur[1]
+  if st == "SUCCESS" or st == "FAILURE" or st == "REVOKED" then
+    out[k] = {st, cur[2] or "", cur[3] or ""}
+  else
+    redis.call("HSET", KEYS[k], "state", state, unpack(fields))
+    redis.call("PEXPIRE", KEYS[k], ttl)
+    redis.call("PUBLISH", channel, state)
+    out[k] = {state, redis.call("HGET", KEYS[k], "result") or "", redis.call("HGET", KEYS[k], "error") or ""}
+  end
+end
+return out
+`)

@@ -244,3 +244,16 @@ func (p *Plan) CheckInputs(first []Dispatch) error {
 	}
 	return nil
 }
+
+// IsFinal reports whether node finishing successfully finishes the whole
+// workflow: it is the last step of every enclosing chain or chord, and no
+// group encloses it.
+func (p *Plan) IsFinal(node int) bool {
+	for cur := node; p.Nodes[cur].Parent >= 0; cur = p.Nodes[cur].Parent {
+		parent := p.Nodes[p.Nodes[cur].Parent]
+		if parent.Type == TypeGroup || p.Nodes[cur].Index != len(parent.Children)-1 {
+			return false
+		}
+	}
+	return true
+}
