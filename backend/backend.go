@@ -393,7 +393,6 @@ func (b *Backend) ChordJoin(ctx context.Context, wfID, chordID string, idx, n in
 	return out, nil
 }
 
-
 // WakeChannel is where producers announce new work (the message is the
 // queue); idle workers listen on it instead of polling.
 const WakeChannel = prefix + "wake"
