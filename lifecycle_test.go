@@ -92,7 +92,7 @@ func TestStateTransitions(t *testing.T) {
 		h, err := task.Enqueue(ctx, b.client, "bad", nil)
 		require.NoError(t, err)
 		rec, err := h.Wait(ctx)
-		requireTaskError(t, err, baton.Failure, "bad input")
+		_ = requireTaskError(t, err, baton.Failure, "bad input")
 		require.Equal(t, baton.Failure, rec.State)
 		require.Equal(t, "bad input", rec.Error)
 		require.False(t, rec.StartedAt.IsZero())
@@ -105,7 +105,7 @@ func TestStateTransitions(t *testing.T) {
 		h, err := task.Enqueue(ctx, b.client, "ok", &baton.EnqueueOpts{ExpiresIn: time.Millisecond, Countdown: 1200 * time.Millisecond})
 		require.NoError(t, err)
 		rec, err := h.Wait(ctx)
-		requireTaskError(t, err, baton.Revoked, "expired")
+		_ = requireTaskError(t, err, baton.Revoked, "expired")
 		require.ErrorIs(t, err, baton.ErrRevoked)
 		require.Equal(t, baton.Revoked, rec.State)
 		require.False(t, rec.FinishedAt.IsZero())
@@ -153,7 +153,7 @@ func TestDefaultsAndOverrides(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, tc.wantQueue, h.Queue)
 			rec, err := h.Wait(ctx)
-			requireTaskError(t, err, baton.Failure, tc.wantErr)
+			_ = requireTaskError(t, err, baton.Failure, tc.wantErr)
 			runs := ran.get(h.ID)
 			require.Len(t, runs, tc.attempts)
 			for _, r := range runs {
@@ -221,7 +221,7 @@ func TestRetryDelays(t *testing.T) {
 			requireWithin(t, observe(t, h.ID, k+1), want-time.Millisecond, want+slack, fmt.Sprintf("retry %d", k+1))
 		}
 		_, err = h.Wait(ctx)
-		requireTaskError(t, err, baton.Failure, "attempt 4 failed", "gave up after 4 attempts")
+		_ = requireTaskError(t, err, baton.Failure, "attempt 4 failed", "gave up after 4 attempts")
 		require.Len(t, ran.get(h.ID), 4)
 	})
 
@@ -280,7 +280,7 @@ func TestRetryAfter(t *testing.T) {
 		h, err := limited.Enqueue(ctx, b.client, struct{}{}, &baton.EnqueueOpts{MaxRetries: &zero})
 		require.NoError(t, err)
 		_, err = h.Wait(ctx)
-		requireTaskError(t, err, baton.Failure, "rate limited")
+		_ = requireTaskError(t, err, baton.Failure, "rate limited")
 		require.Equal(t, 1, ran.count(h.ID))
 	})
 }
@@ -299,7 +299,7 @@ func TestPermanentFailure(t *testing.T) {
 	h, err := reject.Enqueue(ctx, b.client, addArgs{A: 1, B: 2}, nil)
 	require.NoError(t, err)
 	rec, err := h.Wait(ctx)
-	requireTaskError(t, err, baton.Failure, "refusing 1+2")
+	_ = requireTaskError(t, err, baton.Failure, "refusing 1+2")
 	require.NotContains(t, rec.Error, "gave up", "a permanent error is not a retry exhaustion")
 	require.Equal(t, 1, ran.count(h.ID))
 	require.Equal(t, 1, rec.Executions)
@@ -323,7 +323,7 @@ func TestPanicIsFailure(t *testing.T) {
 	h, err := maybePanic.Enqueue(ctx, b.client, -7, nil)
 	require.NoError(t, err)
 	rec, err := h.Wait(ctx)
-	requireTaskError(t, err, baton.Failure, "panic: negative input -7")
+	_ = requireTaskError(t, err, baton.Failure, "panic: negative input -7")
 	require.Equal(t, 1, rec.Executions)
 	require.JSONEq(t, `-7`, string(rec.Payload))
 
@@ -361,7 +361,7 @@ func TestExpiry(t *testing.T) {
 			h, err := task.Enqueue(ctx, b.client, struct{}{}, tc.opts)
 			require.NoError(t, err)
 			rec, err := h.Wait(ctx)
-			requireTaskError(t, err, baton.Revoked, "expired")
+			_ = requireTaskError(t, err, baton.Revoked, "expired")
 			require.ErrorIs(t, err, baton.ErrRevoked)
 			require.NotErrorIs(t, err, baton.ErrCancelled)
 			require.Equal(t, baton.Revoked, rec.State)
@@ -410,7 +410,7 @@ func TestTimeout(t *testing.T) {
 		h, err := polite.Enqueue(ctx, b.client, struct{}{}, nil)
 		require.NoError(t, err)
 		_, err = h.Wait(ctx)
-		requireTaskError(t, err, baton.Failure, "timed out after 100ms")
+		_ = requireTaskError(t, err, baton.Failure, "timed out after 100ms")
 	})
 
 	t.Run("handler honours ctx: RETRY", func(t *testing.T) {
@@ -426,7 +426,7 @@ func TestTimeout(t *testing.T) {
 		require.NoError(t, err)
 		<-stubbornEntered
 		rec, err := h.Wait(ctx)
-		requireTaskError(t, err, baton.Failure, "timed out after 100ms", "abandoned")
+		_ = requireTaskError(t, err, baton.Failure, "timed out after 100ms", "abandoned")
 		require.Equal(t, baton.Failure, rec.State)
 
 		// The worker goes on while the abandoned handler still blocks.
@@ -465,7 +465,7 @@ func TestMaxRetriesExhausted(t *testing.T) {
 	h, err := always.Enqueue(ctx, b.client, struct{}{}, nil)
 	require.NoError(t, err)
 	rec, err := h.Wait(ctx)
-	requireTaskError(t, err, baton.Failure, "attempt 3 failed", "gave up after 3 attempts")
+	_ = requireTaskError(t, err, baton.Failure, "attempt 3 failed", "gave up after 3 attempts")
 	require.Equal(t, 3, ran.count(h.ID))
 	require.Equal(t, 3, rec.Executions)
 	require.Equal(t, 2, rec.Retries)

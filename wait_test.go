@@ -49,7 +49,7 @@ func TestWait(t *testing.T) {
 		require.NotErrorIs(t, err, baton.ErrRevoked)
 		require.NotNil(t, rec, "the failed record comes with the error")
 		_, err = h.Get(ctx)
-		requireTaskError(t, err, baton.Failure, "asked to fail")
+		_ = requireTaskError(t, err, baton.Failure, "asked to fail")
 	})
 
 	t.Run("bounded by ctx", func(t *testing.T) {

@@ -191,9 +191,9 @@ func TestMonitoringAndMetrics(t *testing.T) {
 	require.NoError(t, err)
 	srv := f.serve(t, dash.Options{})
 
-	resp, body := get(t, srv.URL+"/monitoring")
+	resp, _ := get(t, srv.URL+"/monitoring")
 	require.Equal(t, http.StatusFound, resp.StatusCode)
-	resp, body = get(t, srv.URL+"/monitoring/")
+	resp, body := get(t, srv.URL+"/monitoring/")
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Contains(t, body, "<html")
 
