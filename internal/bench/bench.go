@@ -7,6 +7,7 @@
 //
 //	W1  enqueue N no-op tasks, sequentially and from 8 goroutines
 //	W2  process N pre-enqueued no-op tasks with results stored
+//	W6  scale-out: 1, 2 and 4 `baton worker` processes draining N tasks
 //	W3  N/10 two-step chains with ~1 KB payloads, enqueued at once
 //	W4  N/100 chords of 10 header tasks and a body
 //	W5  single-task idle round trip, then idle CPU of the process and Redis
@@ -43,7 +44,7 @@ const (
 )
 
 // Workloads lists the workload names in run order.
-var Workloads = []string{"W1", "W2", "W3", "W4", "W5"}
+var Workloads = []string{"W1", "W2", "W3", "W4", "W5", "W6"}
 
 // Options configure a run. The zero value is a full run of every workload.
 type Options struct {
@@ -287,6 +288,8 @@ func runWorkload(ctx context.Context, name string, o Options, rep *Report) ([]Ro
 		return runW4(ctx, env, o)
 	case "W5":
 		return runW5(ctx, env, o)
+	case "W6":
+		return runW6(ctx, env, o)
 	}
 	return nil, "", fmt.Errorf("unknown workload %q", name)
 }
