@@ -89,7 +89,10 @@ type Workflow struct {
 
 // Submit validates a canvas, assigns every task its id, records them all
 // PENDING and enqueues the first steps. Nothing is enqueued when the canvas
-// is invalid; errors name the JSON path of the problem.
+// is invalid; errors name the JSON path of the problem. Submitting an id
+// again is idempotent and completes a submission that an error cut short:
+// when Submit fails after the workflow was stored it returns the workflow
+// with the error, so the caller can retry with SubmitOpts{ID: wf.ID}.
 func (c *Client) Submit(ctx context.Context, cv Canvas, opts *SubmitOpts) (*Workflow, error) {
 	var o SubmitOpts
 	if opts != nil {
@@ -148,7 +151,16 @@ func (c *Client) Submit(ctx context.Context, cv Canvas, opts *SubmitOpts) (*Work
 	}
 	wf := &Workflow{ID: o.ID, Plan: plan, c: c}
 	if !created {
-		return wf, nil // already submitted: idempotent
+		// Submitted before, maybe only in part (a Redis error midway): the
+		// stored plan wins, and whatever of its start was not dispatched is.
+		stored, raw, err := loadPlan(ctx, c.rdb, o.ID)
+		if err != nil {
+			return nil, err
+		}
+		wf.Plan, plan, planJSON = stored, stored, raw
+		if first, err = plan.Start(0, nil, ""); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidCanvas, err)
+		}
 	}
 	metas := []backend.Meta{{ID: o.ID, Kind: plan.Kind(), WorkflowID: o.ID, EnqueuedAt: now}}
 	for _, n := range plan.Tasks() {
@@ -160,14 +172,24 @@ func (c *Client) Submit(ctx context.Context, cv Canvas, opts *SubmitOpts) (*Work
 	// written after its task started is a no-op (PENDING never overwrites).
 	pw, err := c.be.StartPending(ctx, metas...)
 	if err != nil {
-		return nil, c.redisErr("submit workflow", err)
+		return wf, c.redisErr("submit workflow", err)
+	}
+	if !created {
+		if _, err := pw.Wait(ctx); err != nil {
+			return wf, c.redisErr("submit workflow", err)
+		}
+		if first, err = undispatched(ctx, c.be, first); err != nil {
+			return wf, c.redisErr("submit workflow", err)
+		}
 	}
 	derr := c.dispatch(ctx, plan, planJSON, first, c.defaultsFor)
 	if _, err := pw.Wait(ctx); err != nil && derr == nil {
 		derr = c.redisErr("submit workflow", err)
 	}
 	if derr != nil {
-		return nil, derr
+		// wf is returned with the error: Submit again with SubmitOpts{ID:
+		// wf.ID} to finish dispatching (it is idempotent).
+		return wf, derr
 	}
 	return wf, nil
 }

@@ -124,11 +124,17 @@ func (w *Worker) afterSuccess(ctx context.Context, m *message, result json.RawMe
 // undispatched drops the steps that already left PENDING (so they were
 // enqueued by an earlier delivery of their parent).
 func (w *Worker) undispatched(ctx context.Context, ds []chain.Dispatch) ([]chain.Dispatch, error) {
+	return undispatched(ctx, w.be, ds)
+}
+
+// undispatched keeps the steps whose record is missing or PENDING. One still
+// queued is enqueued again harmlessly (asynq refuses a duplicate id).
+func undispatched(ctx context.Context, be *backend.Backend, ds []chain.Dispatch) ([]chain.Dispatch, error) {
 	ids := make([]string, len(ds))
 	for i, d := range ds {
 		ids[i] = d.TaskID
 	}
-	recs, err := w.be.GetMany(ctx, ids)
+	recs, err := be.GetMany(ctx, ids)
 	if err != nil {
 		return nil, err
 	}

@@ -19,10 +19,10 @@ import (
 // asynq server heartbeats the ids of the tasks it runs (Inspector.Servers;
 // the entry expires 10 s after the server's last heartbeat). About every
 // RecoverInterval one worker of the fleet (a Redis lock picks it) lists the
-// active tasks of its queues; a task that no live server runs, whose record
-// says it started (or finished) more than orphanAfter ago, is an orphan. Its
-// delivery is marked superseded in the backend and a copy of the same
-// message is enqueued under a derived asynq id, so it runs again at once.
+// active tasks of its queues; a task that no live server has listed for
+// orphanAfter is an orphan, whatever its state. A copy of the same message
+// is enqueued under a derived asynq id, so it runs again at once, and then
+// the orphaned delivery is marked superseded in the backend.
 // When asynq later gives the original delivery back, the start script sees
 // it was superseded and drops it; a step whose SUCCESS was recorded is never
 // run again either way.
@@ -30,11 +30,13 @@ import (
 const (
 	// RecoverIntervalDefault is how often workers look for orphaned tasks.
 	RecoverIntervalDefault = 3 * time.Second
-	// orphanAfter: asynq's server entry lives 10 s past the last heartbeat
-	// (sent every 5 s), so a task started more recently may simply not be
-	// listed yet.
-	orphanAfter = 12 * time.Second
+	// orphanAfter: a live server lists a task it runs within one heartbeat
+	// (5 s); a dead server's entry lives 10 s past its last heartbeat.
+	orphanAfter = 8 * time.Second
 	reaperLock  = "baton:reaper"
+	// orphanSeenKey maps an active asynq task id to when it was first seen
+	// unlisted by every live server (unix ms).
+	orphanSeenKey = "baton:orphans"
 )
 
 func (w *Worker) recoverLoop(ctx context.Context) {
@@ -72,32 +74,76 @@ func (w *Worker) recoverOrphans(ctx context.Context) (int, error) {
 			live[wi.TaskID] = true
 		}
 	}
-	n := 0
+	var unlisted []*asynq.TaskInfo
+	active := map[string]bool{}
 	for q := range w.opts.Queues {
 		for page := 1; ; page++ {
-			active, err := insp.ListActiveTasks(q, asynq.PageSize(500), asynq.Page(page))
+			ts, err := insp.ListActiveTasks(q, asynq.PageSize(500), asynq.Page(page))
 			if errors.Is(err, asynq.ErrQueueNotFound) {
 				break
 			}
 			if err != nil {
-				return n, err
+				return 0, err
 			}
-			for _, t := range active {
-				if live[t.ID] {
-					continue
-				}
-				if ok, err := w.recoverOne(ctx, t); err != nil {
-					return n, err
-				} else if ok {
-					n++
+			for _, t := range ts {
+				active[t.ID] = true
+				if !live[t.ID] {
+					unlisted = append(unlisted, t)
 				}
 			}
-			if len(active) < 500 {
+			if len(ts) < 500 {
 				break
 			}
 		}
 	}
+	orphans, err := w.unlistedFor(ctx, unlisted, active)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, t := range orphans {
+		if ok, err := w.recoverOne(ctx, t); err != nil {
+			return n, err
+		} else if ok {
+			n++
+		}
+	}
 	return n, nil
+}
+
+// unlistedFor keeps, in the hash orphanSeenKey, when each active task was
+// first seen unlisted by any live asynq server, forgets tasks that are
+// listed or gone, and returns those unlisted for orphanAfter or longer
+// (whatever their state: a worker may die before it records STARTED).
+func (w *Worker) unlistedFor(ctx context.Context, unlisted []*asynq.TaskInfo, active map[string]bool) ([]*asynq.TaskInfo, error) {
+	seen, err := w.rdb.HGetAll(ctx, orphanSeenKey).Result()
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	isUnlisted := map[string]bool{}
+	pipe := w.rdb.Pipeline()
+	var out []*asynq.TaskInfo
+	for _, t := range unlisted {
+		isUnlisted[t.ID] = true
+		first, ok := seen[t.ID]
+		if !ok {
+			pipe.HSetNX(ctx, orphanSeenKey, t.ID, now.UnixMilli())
+			continue
+		}
+		ms, _ := strconv.ParseInt(first, 10, 64)
+		if now.Sub(time.UnixMilli(ms)) >= orphanAfter {
+			out = append(out, t)
+		}
+	}
+	for id := range seen {
+		if !isUnlisted[id] { // listed again, or no longer active
+			pipe.HDel(ctx, orphanSeenKey, id)
+		}
+	}
+	pipe.Expire(ctx, orphanSeenKey, time.Hour)
+	_, err = pipe.Exec(ctx)
+	return out, err
 }
 
 func (w *Worker) recoverOne(ctx context.Context, t *asynq.TaskInfo) (bool, error) {
@@ -105,34 +151,22 @@ func (w *Worker) recoverOne(ctx context.Context, t *asynq.TaskInfo) (bool, error
 	if err != nil {
 		return false, nil // not ours
 	}
-	rec, err := w.be.Get(ctx, m.ID)
-	if err != nil {
-		return false, nil // no record (yet): leave it to asynq's recoverer
+	if done, err := w.be.Superseded(ctx, m.ID, t.ID); err != nil || done {
+		return false, err // a copy was made before
 	}
-	var since time.Time
-	switch rec.State {
-	case Started:
-		since = rec.StartedAt
-	case Success, Failure, Revoked:
-		since = rec.FinishedAt // died between recording and acknowledging
-	default:
-		return false, nil
-	}
-	if since.IsZero() || time.Since(since) < orphanAfter {
-		return false, nil
-	}
-	marked, err := w.be.Supersede(ctx, m.ID, t.ID, rec.State)
-	if err != nil || !marked {
-		return false, err
-	}
+	// The copy first, then the mark: a crash in between leaves the original
+	// delivery valid, never neither.
 	copyID := recoveryID(t.ID)
 	_, err = w.client.aq.EnqueueContext(ctx, asynq.NewTask(t.Type, t.Payload),
 		asynq.TaskID(copyID), asynq.Queue(t.Queue), asynq.MaxRetry(max(t.MaxRetry, 1)), asynq.Timeout(asynqTimeout))
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return false, err
 	}
+	if _, err := w.be.Supersede(ctx, m.ID, t.ID); err != nil {
+		return false, err
+	}
 	w.be.Wake(t.Queue)
-	w.log.Warn("task orphaned by a dead worker re-enqueued", "task", m.ID, "kind", m.Kind, "delivery", t.ID, "copy", copyID, "state", rec.State)
+	w.log.Warn("task orphaned by a dead worker re-enqueued", "task", m.ID, "kind", m.Kind, "delivery", t.ID, "copy", copyID)
 	return true, nil
 }
 

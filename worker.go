@@ -352,7 +352,7 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 	if herr == nil && m.Workflow != "" {
 		if plan, _, err := w.plan(ctx, m); err == nil && m.Node < len(plan.Nodes) && plan.IsFinal(m.Node) {
 			// The last step: it and its workflow succeed in one call.
-			sts, err := w.be.FinishInOrder(ctx,
+			sts, err := w.be.FinishChain(ctx,
 				backend.Outcome{ID: m.ID, State: Success, Result: res, Retries: retried, Meta: &meta},
 				backend.Outcome{ID: m.Workflow, State: Success, Result: res})
 			if err != nil {
@@ -360,14 +360,18 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 				return &errInfra{err}
 			}
 			metrics.ObserveTask(m.Kind, "success", time.Since(start))
-			if sts[1].State == Success && string(sts[1].Result) == string(res) {
-				metrics.WorkflowFinished(plan.Kind(), "success")
+			if len(sts) == 2 {
+				if sts[1].State == Success && string(sts[1].Result) == string(res) {
+					metrics.WorkflowFinished(plan.Kind(), "success")
+				}
+				return nil
 			}
-			return nil
+			return w.afterRecorded(ctx, m, sts[0]) // another delivery finished the step first
 		}
 	}
 	if herr == nil {
-		if _, err := w.be.Finish(ctx, backend.Outcome{ID: m.ID, State: Success, Result: res, Retries: retried, Meta: &meta}); err != nil {
+		st, err := w.be.Finish(ctx, backend.Outcome{ID: m.ID, State: Success, Result: res, Retries: retried, Meta: &meta})
+		if err != nil {
 			// The handler ran but its result is not stored: run it again
 			// (at most once more per such failure) rather than lose it.
 			log.Warn("could not record success; will run again", "err", err)
@@ -375,6 +379,9 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 		}
 		metrics.ObserveTask(m.Kind, "success", time.Since(start))
 		log.Debug("task succeeded", "duration", time.Since(start))
+		if string(st.Result) != string(res) || st.State != Success {
+			return w.afterRecorded(ctx, m, st) // another delivery finished the step first
+		}
 		return w.afterSuccess(ctx, m, res, false)
 	}
 	if w.stopping.Load() && ctx.Err() != nil {
@@ -553,4 +560,14 @@ func waitUntil(ctx context.Context, t time.Time) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// afterRecorded moves the workflow on from what the backend holds for a
+// step, when an overlapping delivery recorded it first: the stored result is
+// the one handed on, never this delivery's.
+func (w *Worker) afterRecorded(ctx context.Context, m *message, st backend.Status) error {
+	if st.State == Success {
+		return w.afterSuccess(ctx, m, st.Result, true)
+	}
+	return w.afterFailure(ctx, m, st.State, st.Error)
 }

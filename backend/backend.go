@@ -200,15 +200,19 @@ type StartRequest struct {
 const Superseded State = "SUPERSEDED"
 
 // Supersede marks delivery (an orphaned asynq task id) of task id as
-// replaced, provided the record is still in state seen. It reports whether
-// it marked it.
-func (b *Backend) Supersede(ctx context.Context, id, delivery string, seen State) (bool, error) {
-	c := &call{script: supersedeScript, keys: []string{TaskKey(id)}, args: []any{delivery, string(seen), b.ttlMS}}
+// replaced by a recovery copy. It reports false when it was marked before.
+func (b *Backend) Supersede(ctx context.Context, id, delivery string) (bool, error) {
+	c := &call{script: supersedeScript, keys: []string{TaskKey(id)}, args: []any{delivery, b.ttlMS}}
 	if err := b.pipe.do(ctx, c); err != nil {
 		return false, fmt.Errorf("backend: supersede %s: %w", id, err)
 	}
 	n, _ := c.res.(int64)
 	return n == 1, nil
+}
+
+// Superseded reports whether delivery of task id was replaced.
+func (b *Backend) Superseded(ctx context.Context, id, delivery string) (bool, error) {
+	return b.rdb.HExists(ctx, TaskKey(id), "sup:"+delivery).Result()
 }
 
 // Start moves a task to STARTED and returns STARTED, or returns the terminal
@@ -271,11 +275,26 @@ func (b *Backend) FinishMany(ctx context.Context, os ...Outcome) error {
 // tasks of one workflow and the workflow itself) atomically, in the order
 // given, in one round trip. It returns each record's status afterwards.
 func (b *Backend) FinishInOrder(ctx context.Context, os ...Outcome) ([]Status, error) {
+	return b.finishSeq(ctx, false, os)
+}
+
+// FinishChain is FinishInOrder that stops at the first record found
+// terminal: the outcomes after it are not written, and the returned slice
+// ends with that record's status. It records a step and its workflow only if
+// the step was not finished by another delivery.
+func (b *Backend) FinishChain(ctx context.Context, os ...Outcome) ([]Status, error) {
+	return b.finishSeq(ctx, true, os)
+}
+
+func (b *Backend) finishSeq(ctx context.Context, stop bool, os []Outcome) ([]Status, error) {
 	if len(os) == 0 {
 		return nil, nil
 	}
 	keys := make([]string, len(os))
-	var args []any
+	args := []any{"0"}
+	if stop {
+		args[0] = "1"
+	}
 	for i, o := range os {
 		single := b.finishCall(o)
 		keys[i] = single.keys[0]

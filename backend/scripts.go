@@ -108,16 +108,17 @@ return out
 `)
 
 // supersedeScript marks an orphaned delivery (a dead worker's asynq task id)
-// as replaced by a recovery copy, unless the record moved on meanwhile.
+// as replaced by a recovery copy, once.
 //
 // KEYS[1] task key
-// ARGV[1] asynq task id of the orphan; ARGV[2] state the caller saw; ARGV[3] ttl (ms)
-// Returns 1 when marked, 0 when the state changed.
+// ARGV[1] asynq task id of the orphan; ARGV[2] ttl (ms)
+// Returns 1 when marked, 0 when it was marked before.
 var supersedeScript = redis.NewScript(`
-if redis.call("HGET", KEYS[1], "state") ~= ARGV[2] then return 0 end
+if redis.call("HEXISTS", KEYS[1], "sup:" .. ARGV[1]) == 1 then return 0 end
+if redis.call("EXISTS", KEYS[1]) == 0 then redis.call("HSET", KEYS[1], "state", "PENDING") end
 redis.call("HSET", KEYS[1], "sup:" .. ARGV[1], "1")
 redis.call("HINCRBY", KEYS[1], "recovered", 1)
-redis.call("PEXPIRE", KEYS[1], ARGV[3])
+redis.call("PEXPIRE", KEYS[1], ARGV[2])
 return 1
 `)
 
@@ -126,12 +127,13 @@ return 1
 // before their workflow fails, a last step succeeds before its workflow does.
 //
 // KEYS[1..n] task keys
-// ARGV: for each key, a segment: ttl (ms), new state, channel, m, then m
-// field/value arguments.
-// Returns one {state, result, error} per key, as finishScript does.
+// ARGV[1] "1" to stop at the first record found terminal (its followers are
+// then left alone and not returned); then for each key a segment: ttl (ms),
+// new state, channel, m, then m field/value arguments.
+// Returns one {state, result, error} per key handled, as finishScript does.
 var finishSeqScript = redis.NewScript(`
 local out = {}
-local a = 1
+local a = 2
 for k = 1, #KEYS do
   local ttl, state, channel, m = ARGV[a], ARGV[a+1], ARGV[a+2], tonumber(ARGV[a+3])
   local fields = {}
@@ -141,6 +143,7 @@ for k = 1, #KEYS do
   local st = cur[1]
   if st == "SUCCESS" or st == "FAILURE" or st == "REVOKED" then
     out[k] = {st, cur[2] or "", cur[3] or ""}
+    if ARGV[1] == "1" then return out end
   else
     redis.call("HSET", KEYS[k], "state", state, unpack(fields))
     redis.call("PEXPIRE", KEYS[k], ttl)
