@@ -255,6 +255,7 @@ func runMain(args []string) (int, error) {
 		}
 	}
 	if !drained {
+		dumpUnfinished(client, wfs)
 		cancelRun()
 		wg.Wait()
 	}
@@ -427,4 +428,39 @@ func printProgress(start time.Time, total int, done *atomic.Int64, ev *events) {
 	k := len(ev.kills)
 	ev.mu.Unlock()
 	fmt.Printf("%5.0fs  workflows ended %d/%d, SIGKILLs %d\n", time.Since(start).Seconds(), done.Load(), total, k)
+}
+
+// dumpUnfinished prints every step of the workflows that did not end, so a
+// hang can be diagnosed from the output alone.
+func dumpUnfinished(c *baton.Client, wfs []*workflow) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, w := range wfs {
+		if !w.finished.IsZero() {
+			continue
+		}
+		wf, err := c.Workflow(ctx, w.id)
+		if err != nil {
+			fmt.Printf("unfinished %s: %v\n", w.id, err)
+			continue
+		}
+		rec, _ := wf.Record(ctx)
+		if rec != nil {
+			fmt.Printf("unfinished %s: workflow record %s %q\n", w.id, rec.State, rec.Error)
+		}
+		steps, err := wf.Steps(ctx)
+		if err != nil {
+			fmt.Printf("  steps: %v\n", err)
+			continue
+		}
+		for _, s := range steps {
+			if s.Record == nil {
+				fmt.Printf("  %-28s (no record)\n", s.Position)
+				continue
+			}
+			if s.Record.State != baton.Success {
+				fmt.Printf("  %-28s %s %s retries=%d executions=%d %q\n", s.Position, s.Record.ID, s.Record.State, s.Record.Retries, s.Record.Executions, s.Record.Error)
+			}
+		}
+	}
 }
