@@ -217,7 +217,7 @@ func (w *Worker) failWorkflowAt(ctx context.Context, plan *chain.Plan, node int,
 	if err != nil {
 		return &errInfra{err}
 	}
-	if sts[len(sts)-1].Error == wfErr { // this call recorded it (a repeat keeps the first)
+	if sts[len(sts)-1].Written { // this call recorded it (a repeat keeps the first)
 		metrics.WorkflowFinished(plan.Kind(), string(wfState))
 	}
 	return nil

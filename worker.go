@@ -361,7 +361,7 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 			}
 			metrics.ObserveTask(m.Kind, "success", time.Since(start))
 			if len(sts) == 2 {
-				if sts[1].State == Success && string(sts[1].Result) == string(res) {
+				if sts[1].Written {
 					metrics.WorkflowFinished(plan.Kind(), "success")
 				}
 				return nil
@@ -379,7 +379,7 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 		}
 		metrics.ObserveTask(m.Kind, "success", time.Since(start))
 		log.Debug("task succeeded", "duration", time.Since(start))
-		if string(st.Result) != string(res) || st.State != Success {
+		if !st.Written {
 			return w.afterRecorded(ctx, m, st) // another delivery finished the step first
 		}
 		return w.afterSuccess(ctx, m, res, false)

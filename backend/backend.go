@@ -181,6 +181,9 @@ type Status struct {
 	Error  string
 	// NextTry is when a retry was due, as recorded with RETRY (Start only).
 	NextTry time.Time
+	// Written is true when Finish wrote the outcome; false when the record
+	// was terminal already and was kept (Result and Error are then its).
+	Written bool
 }
 
 // StartRequest asks to move a task to STARTED.
@@ -255,7 +258,16 @@ func (b *Backend) Finish(ctx context.Context, o Outcome) (Status, error) {
 	if err := b.pipe.do(ctx, c); err != nil {
 		return Status{}, fmt.Errorf("backend: record %s %s: %w", o.ID, o.State, err)
 	}
-	return statusOf(c.res)
+	st, err := statusOf(c.res)
+	return o.fill(st), err
+}
+
+// fill completes a written status with what was written.
+func (o Outcome) fill(st Status) Status {
+	if st.Written {
+		st.Result, st.Error = o.Result, o.Error
+	}
+	return st
 }
 
 // FinishMany records several outcomes in one round trip (used to revoke the
@@ -313,7 +325,7 @@ func (b *Backend) finishSeq(ctx context.Context, stop bool, os []Outcome) ([]Sta
 		if err != nil {
 			return nil, err
 		}
-		out[i] = st
+		out[i] = os[i].fill(st)
 	}
 	return out, nil
 }
@@ -350,6 +362,9 @@ func statusOf(v any) (Status, error) {
 	s := Status{State: State(fmt.Sprint(arr[0])), Error: fmt.Sprint(arr[2])}
 	if len(arr) > 3 {
 		s.NextTry = fromMS(fmt.Sprint(arr[3]))
+	}
+	if len(arr) > 4 {
+		s.Written = fmt.Sprint(arr[4]) == "w"
 	}
 	if r := fmt.Sprint(arr[1]); r != "" {
 		s.Result = json.RawMessage(r)

@@ -64,8 +64,8 @@ return {"STARTED", "", "", cur[4] or "0"}
 //
 // KEYS[1] task key
 // ARGV[1] ttl (ms); ARGV[2] new state; ARGV[3] channel; ARGV[4..] field, value pairs
-// Returns {state, result, error} of the record after the call: the new state
-// when written, else the terminal state that was kept.
+// Returns {state, "", "", "", "w"} when written (the caller knows what it
+// wrote), else {state, result, error} of the terminal record that was kept.
 var finishScript = redis.NewScript(`
 local cur = redis.call("HMGET", KEYS[1], "state", "result", "error")
 local st = cur[1]
@@ -77,7 +77,7 @@ for i = 4, #ARGV do args[#args+1] = ARGV[i] end
 redis.call("HSET", KEYS[1], unpack(args))
 redis.call("PEXPIRE", KEYS[1], ARGV[1])
 redis.call("PUBLISH", ARGV[3], ARGV[2])
-return {ARGV[2], redis.call("HGET", KEYS[1], "result") or "", redis.call("HGET", KEYS[1], "error") or ""}
+return {ARGV[2], "", "", "", "w"}
 `)
 
 // chordJoinScript stores one header result of a chord. Idempotent per
@@ -148,7 +148,7 @@ for k = 1, #KEYS do
     redis.call("HSET", KEYS[k], "state", state, unpack(fields))
     redis.call("PEXPIRE", KEYS[k], ttl)
     redis.call("PUBLISH", channel, state)
-    out[k] = {state, redis.call("HGET", KEYS[k], "result") or "", redis.call("HGET", KEYS[k], "error") or ""}
+    out[k] = {state, "", "", "", "w"}
   end
 end
 return out
