@@ -226,18 +226,11 @@ func (c *Client) enqueue(ctx context.Context, kind string, raw json.RawMessage, 
 // not queued again. It costs a round trip before the enqueue.
 func (c *Client) sendOnce(ctx context.Context, msgs []*message, maxSize int) error {
 	m := msgs[0]
-	payload, err := json.Marshal(m)
+	payload, err := encodeMessage(m, maxSize)
 	if err != nil {
-		return fmt.Errorf("baton: enqueue %s: encode message: %w", m.Kind, err)
+		return err
 	}
-	if maxSize > 0 && len(payload) > maxSize {
-		return fmt.Errorf("%w: task %s (%s) encodes to %d bytes, over the %d-byte limit (ClientOptions.MaxPayloadBytes): pass large data by reference (a URL or key) instead", ErrPayloadTooLarge, m.ID, m.Kind, len(payload), maxSize)
-	}
-	meta := backend.Meta{ID: m.ID, Kind: m.Kind, Queue: m.Queue, ParentID: m.Parent, WorkflowID: m.Workflow, EnqueuedAt: time.UnixMilli(m.EnqueuedMS)}
-	if m.RunAtMS > 0 {
-		meta.RunAt = time.UnixMilli(m.RunAtMS)
-	}
-	pw, err := c.be.StartPending(ctx, meta)
+	pw, err := c.be.StartPending(ctx, m.meta())
 	if err != nil {
 		return c.redisErr("enqueue", err)
 	}
@@ -266,12 +259,9 @@ func (c *Client) sendOnce(ctx context.Context, msgs []*message, maxSize int) err
 // Workflow steps got their PENDING records at Submit.
 func (c *Client) send(ctx context.Context, msgs []*message, maxSize int) error {
 	for _, m := range msgs {
-		b, err := json.Marshal(m)
+		b, err := encodeMessage(m, maxSize)
 		if err != nil {
-			return fmt.Errorf("baton: enqueue %s: encode message: %w", m.Kind, err)
-		}
-		if maxSize > 0 && len(b) > maxSize {
-			return fmt.Errorf("%w: task %s (%s) encodes to %d bytes, over the %d-byte limit (ClientOptions.MaxPayloadBytes): pass large data by reference (a URL or key) instead", ErrPayloadTooLarge, m.ID, m.Kind, len(b), maxSize)
+			return err
 		}
 		if err := c.enqueueOne(ctx, m, b); err != nil {
 			return c.redisErr("enqueue "+m.Kind, err)
@@ -281,6 +271,18 @@ func (c *Client) send(ctx context.Context, msgs []*message, maxSize int) error {
 		}
 	}
 	return nil
+}
+
+// encodeMessage encodes m and enforces the size limit (0: none).
+func encodeMessage(m *message, maxSize int) ([]byte, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("baton: enqueue %s: encode message: %w", m.Kind, err)
+	}
+	if maxSize > 0 && len(b) > maxSize {
+		return nil, fmt.Errorf("%w: task %s (%s) encodes to %d bytes, over the %d-byte limit (ClientOptions.MaxPayloadBytes): pass large data by reference (a URL or key) instead", ErrPayloadTooLarge, m.ID, m.Kind, len(b), maxSize)
+	}
+	return b, nil
 }
 
 func (c *Client) enqueueOne(ctx context.Context, m *message, payload []byte) error {
