@@ -41,6 +41,7 @@ type report struct {
 	queueEmpty time.Time // when asynq's queue held no task any more (zero: never)
 	drained    bool
 	unexpected []string
+	llm        *llmServer
 
 	execs     map[string][]*execution
 	handOns   []handOn
@@ -373,6 +374,11 @@ func (r *report) print(out io.Writer) bool {
 	info("redeliveries (tasks run more than once)", fmt.Sprintf("%d tasks, %d extra runs", redelivered, extra))
 	info("redeliveries after SUCCESS: handler skipped, result handed on", len(r.handOns))
 	check("runs after the step's SUCCESS was recorded", afterSuccess, afterSuccess == 0)
+	if r.llm != nil {
+		calls, inputs, repeated, afterCached := r.llm.stats()
+		info("analyze calls that reached the LLM server", fmt.Sprintf("%d calls for %d inputs (%d inputs sent again before their first response was cached: a kill mid-call, or two workflows asking at once)", calls, inputs, repeated))
+		check("LLM calls for an input whose response was already cached", afterCached, afterCached == 0)
+	}
 	check("runs again with no kill/term/Redis restart to explain it", dups, dups == 0)
 	info("chord bodies run / run more than once", fmt.Sprintf("%d / %d (each after a kill of the worker running it)", bodies, bodiesMulti-bodiesDup))
 	check("chord bodies run more than once without a crash", bodiesDup, bodiesDup == 0)

@@ -17,12 +17,14 @@ import (
 
 	"github.com/batonhq/baton"
 	"github.com/batonhq/baton/internal/redistest"
+	"github.com/batonhq/baton/tasks"
 )
 
 type config struct {
 	short        bool
 	chains       int
 	chords       int
+	llms         int
 	minSteps     int
 	maxSteps     int
 	minHeaders   int
@@ -44,6 +46,7 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&c.short, "short", false, "CI form: 60 chains, 12 chords, 60 s of faults (about 2.5 minutes in all)")
 	fs.IntVar(&c.chains, "chains", 0, "chains of 3–10 steps (default 500, -short 60)")
 	fs.IntVar(&c.chords, "chords", 0, "chords of 10–50 headers (default 100, -short 12)")
+	fs.IntVar(&c.llms, "research", 0, "research chords: fetch-like headers, then analyze through a local LLM server (default 50, -short 8)")
 	fs.IntVar(&c.workers, "workers", 3, "worker processes")
 	fs.IntVar(&c.concurrency, "concurrency", 10, "tasks each worker runs at once")
 	fs.DurationVar(&c.window, "window", 0, "how long faults are injected (default 3m, -short 60s)")
@@ -66,6 +69,7 @@ func parseFlags(args []string) (config, error) {
 	}
 	def(&c.chains, 500, 60)
 	def(&c.chords, 100, 12)
+	def(&c.llms, 50, 8)
 	if c.window == 0 {
 		c.window = 3 * time.Minute
 		if c.short {
@@ -92,7 +96,8 @@ func parseFlags(args []string) (config, error) {
 type workflow struct {
 	id       string
 	chord    bool
-	size     int // steps of a chain, headers of a chord
+	llm      bool // a chord whose body is the analyze task (result: any analysis)
+	size     int  // steps of a chain, headers of a chord
 	expected int
 
 	submitted  time.Time
@@ -105,6 +110,13 @@ type workflow struct {
 }
 
 func (w *workflow) canvas() baton.Canvas {
+	if w.llm {
+		hs := make([]baton.Canvas, w.size)
+		for i := range hs {
+			hs[i] = stepDef.S(i, nil)
+		}
+		return baton.Chord(baton.Group(hs...), analyzeBody())
+	}
 	if w.chord {
 		hs := make([]baton.Canvas, w.size)
 		for i := range hs {
@@ -166,8 +178,8 @@ func runMain(args []string) (int, error) {
 	if cfg.short {
 		form = "short"
 	}
-	fmt.Printf("baton chaos (%s form): %d chains of %d–%d steps, %d chords of %d–%d headers, %d workers × %d, faults for %v, seed %d\n",
-		form, cfg.chains, cfg.minSteps, cfg.maxSteps, cfg.chords, cfg.minHeaders, cfg.maxHeaders, cfg.workers, cfg.concurrency, cfg.window, cfg.seed)
+	fmt.Printf("baton chaos (%s form): %d chains of %d–%d steps, %d chords of %d–%d headers, %d research chords (analyze via a local LLM server), %d workers × %d, faults for %v, seed %d\n",
+		form, cfg.chains, cfg.minSteps, cfg.maxSteps, cfg.chords, cfg.minHeaders, cfg.maxHeaders, cfg.llms, cfg.workers, cfg.concurrency, cfg.window, cfg.seed)
 	fmt.Printf("run directory: %s\n", dir)
 
 	srv, err := redistest.Start(redistest.Options{AOF: true, Dir: dataDir})
@@ -177,7 +189,11 @@ func runMain(args []string) (int, error) {
 	defer srv.Stop()
 	fmt.Printf("redis-server %s (appendonly yes, appendfsync always)\n", srv.Addr)
 
-	fl, err := newFleet(self, logDir, cfg.workers, "-redis", srv.Addr, "-log", logDir, "-concurrency", fmt.Sprint(cfg.concurrency), "-v")
+	llmRedis := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer llmRedis.Close()
+	llm := newLLMServer(llmRedis)
+	defer llm.srv.Close()
+	fl, err := newFleet(self, logDir, cfg.workers, "-redis", srv.Addr, "-log", logDir, "-concurrency", fmt.Sprint(cfg.concurrency), "-llm", llm.BaseURL(), "-v")
 	if err != nil {
 		return 2, err
 	}
@@ -267,7 +283,7 @@ func runMain(args []string) (int, error) {
 	}
 	fl.stopAll(15 * time.Second)
 
-	rep := &report{cfg: cfg, wfs: wfs, ev: ev, start: start, faultsEnd: faultsEnd, lastFinish: lastFinish, drained: drained,
+	rep := &report{cfg: cfg, wfs: wfs, ev: ev, start: start, faultsEnd: faultsEnd, lastFinish: lastFinish, drained: drained, llm: llm,
 		unexpected: fl.unexpectedExits()}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -294,6 +310,10 @@ func plan(cfg config, rng *rand.Rand) []*workflow {
 	for i := range cfg.chords {
 		n := cfg.minHeaders + rng.IntN(cfg.maxHeaders-cfg.minHeaders+1)
 		wfs = append(wfs, &workflow{id: fmt.Sprintf("chord-%04d", i), chord: true, size: n, expected: n * (n + 1) / 2})
+	}
+	for i := range cfg.llms {
+		n := 3 + rng.IntN(8)
+		wfs = append(wfs, &workflow{id: fmt.Sprintf("research-%04d", i), chord: true, llm: true, size: n, expected: -1})
 	}
 	rng.Shuffle(len(wfs), func(i, j int) { wfs[i], wfs[j] = wfs[j], wfs[i] })
 	return wfs
@@ -322,6 +342,15 @@ func runWorkflow(ctx context.Context, c *baton.Client, w *workflow) {
 		switch {
 		case err == nil:
 			w.finished, w.state = time.Now(), rec.State
+			if w.llm {
+				var res tasks.AnalyzeResult
+				if err := wf.Get(ctx, &res); err != nil || res.Text == "" {
+					w.err = fmt.Sprintf("analysis missing: %v", err)
+				} else {
+					w.result = w.expected // any analysis is right
+				}
+				return
+			}
 			if err := wf.Get(ctx, &w.result); err != nil {
 				w.err = err.Error()
 			}

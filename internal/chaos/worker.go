@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/batonhq/baton"
+	"github.com/batonhq/baton/tasks"
 )
 
 // The chaos tasks. Producers build canvases from the handler-less
@@ -163,6 +164,7 @@ func workerMain(args []string) int {
 	poll := fs.Duration("poll", 100*time.Millisecond, "longest idle wait before looking for tasks")
 	shutdown := fs.Duration("shutdown-timeout", 10*time.Second, "graceful shutdown timeout")
 	verbose := fs.Bool("v", false, "log at info level (default: warnings)")
+	llmURL := fs.String("llm", "", "OpenAI-compatible base URL for the analyze task (empty: no analyze task)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -190,7 +192,12 @@ func workerMain(args []string) int {
 		return 2
 	}
 	cw := &chaosWorker{rec: rec, client: w.Client()}
-	if err := w.Register(cw.defs()...); err != nil {
+	defs := cw.defs()
+	if *llmURL != "" {
+		a := tasks.NewAnalyzer(tasks.LLMConfig{BaseURL: *llmURL, APIKey: "chaos-key", Logger: log}, rdb)
+		defs = append(defs, tasks.AnalyzeTask(a))
+	}
+	if err := w.Register(defs...); err != nil {
 		fmt.Fprintln(os.Stderr, "chaos worker:", err)
 		return 2
 	}
