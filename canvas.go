@@ -201,7 +201,8 @@ func (c *Client) kinds() []string {
 	for k := range c.defs {
 		out = append(out, k)
 	}
-	return sortStrings(out)
+	sort.Strings(out)
+	return out
 }
 
 func (c *Client) queueFor(s *Signature) string {
@@ -420,9 +421,4 @@ func (c *Client) Cancel(ctx context.Context, wfID string) error {
 // cancelRunning asks the worker running a task to cancel its context.
 func (c *Client) cancelRunning(ctx context.Context, id string) error {
 	return asynq.NewInspectorFromRedisClient(c.rdb).CancelProcessing(id)
-}
-
-func sortStrings(s []string) []string {
-	sort.Strings(s)
-	return s
 }

@@ -379,10 +379,14 @@ func (c *Client) queued(ctx context.Context, id string) (*Record, error) {
 // *TaskError for FAILURE and REVOKED, ErrNotFound for an unknown id, or
 // ctx's error when it ends first.
 func (c *Client) Wait(ctx context.Context, id string) (*Record, error) {
-	if _, err := c.Get(ctx, id); err != nil {
+	r, err := c.Get(ctx, id)
+	if err != nil {
 		return nil, err // unknown id, or Redis trouble
 	}
-	r, err := c.be.WaitKnown(ctx, id)
+	if r.State.Terminal() {
+		return r, recordErr(r)
+	}
+	r, err = c.be.WaitKnown(ctx, id)
 	return c.waitResult(id, r, err)
 }
 

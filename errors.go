@@ -19,8 +19,6 @@ var (
 	// ErrPayloadTooLarge is returned by Enqueue when a task's encoded message is
 	// over the size limit (MaxPayloadBytes).
 	ErrPayloadTooLarge = errors.New("baton: payload too large")
-	// ErrUnknownKind is returned when a kind has no registered task.
-	ErrUnknownKind = errors.New("baton: unknown task kind")
 	// ErrInvalidCanvas is wrapped by Submit's error for a canvas that is
 	// rejected before anything is enqueued; the message has the JSON path.
 	ErrInvalidCanvas = errors.New("baton: invalid canvas")

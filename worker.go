@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/batonhq/baton/backend"
+	"github.com/batonhq/baton/chain"
 	"github.com/batonhq/baton/metrics"
 )
 
@@ -349,46 +350,14 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 
 	start := time.Now()
 	res, herr := w.invoke(withTaskInfo(ctx, m, retried, maxRetries), def, m, timeout)
-	if herr == nil && m.Workflow != "" {
-		if plan, _, err := w.plan(ctx, m); err == nil && m.Node < len(plan.Nodes) && plan.IsFinal(m.Node) {
-			// The last step: it and its workflow succeed in one call.
-			sts, err := w.be.FinishChain(ctx,
-				backend.Outcome{ID: m.ID, State: Success, Result: res, Retries: retried, Meta: &meta},
-				backend.Outcome{ID: m.Workflow, State: Success, Result: res})
-			if err != nil {
-				log.Warn("could not record success; will run again", "err", err)
-				return &errInfra{err}
-			}
-			metrics.ObserveTask(m.Kind, "success", time.Since(start))
-			if len(sts) == 2 {
-				if sts[1].Written {
-					metrics.WorkflowFinished(plan.Kind(), "success")
-				}
-				return nil
-			}
-			return w.afterRecorded(ctx, m, sts[0]) // another delivery finished the step first
-		}
-	}
 	if herr == nil {
-		st, err := w.be.Finish(ctx, backend.Outcome{ID: m.ID, State: Success, Result: res, Retries: retried, Meta: &meta})
-		if err != nil {
-			// The handler ran but its result is not stored: run it again
-			// (at most once more per such failure) rather than lose it.
-			log.Warn("could not record success; will run again", "err", err)
-			return &errInfra{err}
-		}
-		metrics.ObserveTask(m.Kind, "success", time.Since(start))
-		log.Debug("task succeeded", "duration", time.Since(start))
-		if !st.Written {
-			return w.afterRecorded(ctx, m, st) // another delivery finished the step first
-		}
-		return w.afterSuccess(ctx, m, res, false)
+		return w.succeed(ctx, log, m, retried, res, start)
 	}
 	if w.stopping.Load() && ctx.Err() != nil {
 		// Shutdown cut the attempt short; asynq puts the task back.
 		return ctx.Err()
 	}
-	if errors.Is(context.Cause(ctx), errCancelledByUser) || (ctx.Err() != nil && w.cancelled(m)) {
+	if ctx.Err() != nil && w.cancelled(m) {
 		return w.fail(ctx, log, m, retried, Revoked, cancelReasonPrefix+": workflow cancelled while running", false)
 	}
 	var ae *argsError
@@ -426,6 +395,41 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 	return &scheduledRetry{err: herr, delay: delay}
 }
 
+// succeed records a SUCCESS and moves the workflow on. The last step of a
+// workflow and the workflow itself succeed in one atomic call. When an
+// overlapping delivery recorded the step first, its stored outcome is the
+// one handed on.
+func (w *Worker) succeed(ctx context.Context, log *slog.Logger, m *message, retried int, res []byte, start time.Time) error {
+	meta := m.meta()
+	outs := []backend.Outcome{{ID: m.ID, State: Success, Result: res, Retries: retried, Meta: &meta}}
+	var final *chain.Plan
+	if m.Workflow != "" {
+		if plan, _, err := w.plan(ctx, m); err == nil && m.Node < len(plan.Nodes) && plan.IsFinal(m.Node) {
+			final = plan
+			outs = append(outs, backend.Outcome{ID: m.Workflow, State: Success, Result: res})
+		}
+	}
+	sts, err := w.be.FinishChain(ctx, outs...)
+	if err != nil {
+		// The handler ran but its result is not stored: run it again
+		// (at most once more per such failure) rather than lose it.
+		log.Warn("could not record success; will run again", "err", err)
+		return &errInfra{err}
+	}
+	metrics.ObserveTask(m.Kind, "success", time.Since(start))
+	log.Debug("task succeeded", "duration", time.Since(start))
+	if !sts[0].Written {
+		return w.afterRecorded(ctx, m, sts[0])
+	}
+	if final != nil {
+		if sts[1].Written {
+			metrics.WorkflowFinished(final.Kind(), "success")
+		}
+		return nil
+	}
+	return w.afterSuccess(ctx, m, res, false)
+}
+
 // fail records a final FAILURE or REVOKED, propagates it through the
 // workflow, and tells asynq not to retry (archive keeps failures visible).
 func (w *Worker) fail(ctx context.Context, log *slog.Logger, m *message, retried int, state State, msg string, archive bool) error {
@@ -457,8 +461,6 @@ func safePayload(b []byte) []byte {
 	}
 	return b
 }
-
-var errCancelledByUser = errors.New("cancelled by user")
 
 const callbackTimeout = 5 * time.Second
 

@@ -270,19 +270,6 @@ func (o Outcome) fill(st Status) Status {
 	return st
 }
 
-// FinishMany records several outcomes in one round trip (used to revoke the
-// steps after a failure). Errors of individual records are joined.
-func (b *Backend) FinishMany(ctx context.Context, os ...Outcome) error {
-	calls := make([]*call, len(os))
-	for i, o := range os {
-		calls[i] = b.finishCall(o)
-	}
-	if err := b.pipe.do(ctx, calls...); err != nil {
-		return fmt.Errorf("backend: record outcomes: %w", err)
-	}
-	return nil
-}
-
 // FinishInOrder records outcomes of records that share a hash slot (the
 // tasks of one workflow and the workflow itself) atomically, in the order
 // given, in one round trip. It returns each record's status afterwards.
@@ -295,6 +282,13 @@ func (b *Backend) FinishInOrder(ctx context.Context, os ...Outcome) ([]Status, e
 // ends with that record's status. It records a step and its workflow only if
 // the step was not finished by another delivery.
 func (b *Backend) FinishChain(ctx context.Context, os ...Outcome) ([]Status, error) {
+	if len(os) == 1 {
+		st, err := b.Finish(ctx, os[0])
+		if err != nil {
+			return nil, err
+		}
+		return []Status{st}, nil
+	}
 	return b.finishSeq(ctx, true, os)
 }
 

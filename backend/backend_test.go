@@ -193,7 +193,8 @@ func TestTerminalIsFinal(t *testing.T) {
 				require.Equal(t, first.State, got.State, "late %s", st)
 				require.Equal(t, before.Error, got.Error)
 			}
-			require.NoError(t, f.be.FinishMany(ctx, backend.Outcome{ID: id, State: backend.Revoked, Error: "late"}))
+			_, err = f.be.FinishInOrder(ctx, backend.Outcome{ID: id, State: backend.Revoked, Error: "late"})
+			require.NoError(t, err)
 			st, err := f.be.Start(ctx, backend.StartRequest{Meta: meta(id), Retries: 5})
 			require.NoError(t, err)
 			require.Equal(t, first.State, st.State)
@@ -256,8 +257,9 @@ func TestEveryWriteExpires(t *testing.T) {
 			_, err := f.be.Finish(ctx, backend.Outcome{ID: id, State: backend.Success, Result: json.RawMessage(`1`)})
 			return err
 		},
-		"FinishMany": func(id string) error {
-			return f.be.FinishMany(ctx, backend.Outcome{ID: id, State: backend.Revoked, Error: "x"})
+		"FinishInOrder": func(id string) error {
+			_, err := f.be.FinishInOrder(ctx, backend.Outcome{ID: id, State: backend.Revoked, Error: "x"})
+			return err
 		},
 	}
 	for name, write := range writes {

@@ -29,9 +29,6 @@ func ChordKey(wfID, chordID string) string { return prefix + "chord:{" + Tag(wfI
 // DoneChannel is the pub/sub channel a task's state changes are published on.
 func DoneChannel(id string) string { return prefix + "done:" + id }
 
-// WorkflowChannel carries progress events of every step of a workflow.
-func WorkflowChannel(wfID string) string { return prefix + "wfev:" + wfID }
-
 // WorkflowIndexKey is the sorted set of recent workflow ids, scored by
 // creation time (unix ms), for listings.
 const WorkflowIndexKey = prefix + "workflows"

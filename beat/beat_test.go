@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
@@ -108,7 +109,12 @@ func TestTwoBeatsEnqueueOnce(t *testing.T) {
 		runs = cnt.snapshot()
 		return int64(len(runs)) >= want
 	})
-	time.Sleep(200 * time.Millisecond) // a duplicate would show up now
+	// A duplicate would be one more task: wait until every queued task ran.
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	redistest.WaitFor(t, 10*time.Second, "queue drained", func() bool {
+		qi, err := insp.GetQueueInfo(baton.QueueDefault)
+		return err == nil && qi.Pending+qi.Active+qi.Scheduled+qi.Retry == 0
+	})
 	runs = cnt.snapshot()
 	got := ticks(t, runs, "hb")
 	require.Len(t, got, int(want), "runs %v between %v and %v", got, start, end)
