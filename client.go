@@ -339,6 +339,16 @@ func (c *Client) Get(ctx context.Context, id string) (*Record, error) {
 	} else if qerr != nil {
 		return nil, c.redisErr("get "+id, qerr)
 	}
+	// Between the first read and the queue scan a worker may have run the
+	// task to its end (record written, queue entry acknowledged): read the
+	// record once more before calling the id unknown.
+	r, err = c.be.Get(ctx, id)
+	if err == nil {
+		return r, nil
+	}
+	if !errors.Is(err, backend.ErrNotFound) {
+		return nil, c.redisErr("get "+id, err)
+	}
 	return nil, fmt.Errorf("%w: %s (never enqueued, or its record expired)", ErrNotFound, id)
 }
 
