@@ -18,7 +18,9 @@ func adminClient[T any](addr string, f func(*redis.Client) (T, error)) (T, error
 		ReadTimeout:  2 * time.Second,
 		WriteTimeout: 2 * time.Second,
 		MaxRetries:   -1,
-		PoolSize:     1,
+		// Above the one dial it makes: go-redis starts a background redial
+		// loop once a pool has had PoolSize failed dials.
+		PoolSize: 2,
 	})
 	defer c.Close()
 	return f(c)

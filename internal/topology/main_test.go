@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/batonhq/baton/internal/redistest"
 )
 
@@ -59,7 +57,7 @@ func run(m *testing.M) int {
 	cluster.Stop()
 	sentinel.Stop()
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		if err := redistest.NoLeaks(3 * time.Second); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
 			return 1
 		}
