@@ -28,6 +28,9 @@ type Node struct {
 
 	port int
 	args []string // after the binary; the same on every (re)start
+	// afterStart, if set, runs after every restart (settings that are not
+	// saved in the node's files).
+	afterStart func()
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -192,7 +195,13 @@ func (n *Node) signal(sig syscall.Signal, grace time.Duration) {
 // directory (a cluster node keeps its identity through nodes.conf).
 func (n *Node) Restart() error {
 	n.Kill()
-	return n.launch()
+	if err := n.launch(); err != nil {
+		return err
+	}
+	if n.afterStart != nil {
+		n.afterStart()
+	}
+	return nil
 }
 
 // LogTail returns the last lines of the node's log files.

@@ -1,6 +1,16 @@
 // Package redistest starts throwaway redis-server processes on free loopback
 // ports for tests, benchmarks and the chaos suite. Tests never touch a Redis
 // they did not start.
+//
+// Start gives one server. StartCluster gives a Redis Cluster (3 masters and
+// 3 replicas by default) and StartSentinel a master, its replica and 3
+// sentinels; both can kill the master (KillMaster), wait for the failover
+// (WaitFailover) and for the topology to be whole again (WaitHealthy), and
+// every node can be restarted (Node.Restart). They need redis-server 7.0 or
+// later and nothing else: the sentinels are redis-server --sentinel. Every
+// process is stopped by pid (Stop, or t.Cleanup through the Must* forms),
+// dies with the test process on Linux, and keeps its log in its directory
+// (Logs prints the ends of them).
 package redistest
 
 import (

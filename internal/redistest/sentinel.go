@@ -159,8 +159,8 @@ func (s *SentinelSet) start(ctx context.Context) error {
 				"port " + strconv.Itoa(p[0]),
 				"bind 127.0.0.1",
 				"daemonize no",
-				"dir " + dir,
-				"logfile " + filepath.Join(dir, "redis.log"),
+				fmt.Sprintf("dir %q", dir),
+				fmt.Sprintf("logfile %q", filepath.Join(dir, "redis.log")),
 				"loglevel notice",
 				fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d %d", s.Name, master.port, s.opts.Quorum),
 				fmt.Sprintf("sentinel down-after-milliseconds %s %d", s.Name, s.opts.DownAfter.Milliseconds()),
@@ -180,8 +180,14 @@ func (s *SentinelSet) start(ctx context.Context) error {
 		// Sentinel's own periods are for production: INFO every 10 s (how
 		// it learns of replicas and of a restarted old master), hello
 		// messages every 2 s, a 30 s pause after a stall. Shorten them
-		// (SENTINEL DEBUG, Redis ≥ 7.0; older servers keep the defaults).
-		_ = adminDo(ctx, n.Addr, "sentinel", "debug", "info-period", 1000, "publish-period", 500, "tilt-period", 5000).Err()
+		// (SENTINEL DEBUG, Redis ≥ 7.0; older servers keep the defaults),
+		// again after every restart: they are not saved.
+		n.afterStart = func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = adminDo(ctx, n.Addr, "sentinel", "debug", "info-period", 1000, "publish-period", 500, "tilt-period", 5000).Err()
+		}
+		n.afterStart()
 	}
 	return s.WaitHealthy(ctx)
 }

@@ -4,6 +4,7 @@ package redistest_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 // that agree on the master; the failover client writes through them; when
 // the master is killed the sentinels promote the replica, which has the
 // data, and the failover client follows; the killed master, restarted, is
-// turned into a replica of the new one.
+// turned into a replica of the new one; a restarted sentinel rejoins.
 func TestSentinel(t *testing.T) {
 	t.Parallel()
 	s := redistest.MustStartSentinel(t, redistest.SentinelOptions{})
@@ -68,4 +69,17 @@ func TestSentinel(t *testing.T) {
 	role, err := redistest.NodeClient(t, old).Do(ctx, "role").Slice()
 	require.NoError(t, err)
 	require.Equal(t, "slave", role[0])
+
+	// A restarted sentinel reads its rewritten config and gets its short
+	// periods back.
+	sn := s.Sentinels[0]
+	require.NoError(t, sn.Restart())
+	require.NoError(t, s.WaitHealthy(ctx))
+	m, err := s.MasterAddr(ctx)
+	require.NoError(t, err)
+	require.Equal(t, promoted, m)
+	periods, err := redistest.NodeClient(t, sn.Addr).Do(ctx, "sentinel", "debug").Result()
+	require.NoError(t, err)
+	require.IsType(t, map[any]any{}, periods)
+	require.Equal(t, "1000", fmt.Sprint(periods.(map[any]any)["INFO-PERIOD"]))
 }
