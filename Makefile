@@ -14,15 +14,18 @@ TEST_TIMEOUT ?= 15m
 FUZZTIME ?= 20s
 BENCH_ARGS ?=
 CHAOS_ARGS ?=
+# The packages holding the tests behind the build tag topology.
+TOPOLOGY_PKGS ?= ./internal/redistest/ ./internal/topology/
+TOPOLOGY_TIMEOUT ?= 5m
 
-.PHONY: help build test test/short test/race test/browser lint bench chaos demo fuzz tidy clean
+.PHONY: help build test test/short test/race test/topology test/browser lint bench chaos demo fuzz tidy clean
 
 help: ## Show this list of targets
 	@echo "Usage: make <target> [VAR=value]"
 	@echo
-	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_\/-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_\/-]+:.*## / { printf "  %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 	@echo
-	@echo "Variables: GO=$(GO) TEST_TIMEOUT=$(TEST_TIMEOUT) FUZZTIME=$(FUZZTIME) BENCH_ARGS= CHAOS_ARGS="
+	@echo "Variables: GO=$(GO) TEST_TIMEOUT=$(TEST_TIMEOUT) TOPOLOGY_TIMEOUT=$(TOPOLOGY_TIMEOUT) FUZZTIME=$(FUZZTIME) BENCH_ARGS= CHAOS_ARGS="
 
 build: ## Build the CLI into bin/baton
 	$(GO) build -o bin/baton ./cmd/baton
@@ -37,6 +40,10 @@ test/short: ## Run all tests without the race detector (faster)
 
 test/race: test ## Alias of test
 
+test/topology: ## Cluster and Sentinel tests on real nodes: a 3+3 Redis Cluster, a master, a replica and 3 sentinels (build tag topology)
+	@scripts/ensure-redis.sh --with-cc --topology
+	$(GO) test -race -count=1 -timeout $(TOPOLOGY_TIMEOUT) -tags topology $(TOPOLOGY_PKGS)
+
 test/browser: ## Headless Chromium test of the dashboard (installs chromium as root when missing)
 	@scripts/ensure-redis.sh
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -44,7 +51,7 @@ test/browser: ## Headless Chromium test of the dashboard (installs chromium as r
 		else echo "chromium is missing: install it with: sudo apt-get install -y chromium chromium-driver"; exit 1; fi; }
 	BATON_ARTIFACTS=$${BATON_ARTIFACTS:-$(CURDIR)/artifacts} $(GO) test -tags browser -count=1 -run TestBrowser -v ./dash
 
-lint: ## Check gofmt, run go vet, and golangci-lint when installed
+lint: ## Check gofmt, run go vet and golangci-lint (when installed), with and without the topology tag
 	@files="$$(gofmt -l .)"; \
 	if [ -n "$$files" ]; then \
 		echo "gofmt: these files are not formatted (fix with: gofmt -w .):"; \
@@ -52,9 +59,11 @@ lint: ## Check gofmt, run go vet, and golangci-lint when installed
 		exit 1; \
 	fi
 	$(GO) vet ./...
+	$(GO) vet -tags topology ./...
 	@if command -v golangci-lint >/dev/null 2>&1; then \
-		echo "golangci-lint run ./..."; \
+		echo "golangci-lint run ./... (and again with the topology build tag)"; \
 		golangci-lint run ./...; \
+		golangci-lint run --build-tags topology ./...; \
 	else \
 		echo "golangci-lint not installed, skipped; install: $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)"; \
 	fi

@@ -316,12 +316,20 @@ func (c *Client) redisErr(op string, err error) error {
 func redisAddr(rdb redis.UniversalClient) string {
 	switch r := rdb.(type) {
 	case *redis.Client:
-		return r.Options().Addr
+		if a := r.Options().Addr; a != failoverClientAddr {
+			return a
+		}
+		return "the master named by Sentinel"
 	case *redis.ClusterClient:
-		return fmt.Sprint(r.Options().Addrs)
+		return "cluster " + fmt.Sprint(r.Options().Addrs)
 	}
 	return "(unknown address)"
 }
+
+// failoverClientAddr is the address go-redis puts in the options of a
+// Sentinel failover client (redis.NewFailoverClient, a redis-sentinel://
+// REDIS_URL): it dials whatever master the sentinels name.
+const failoverClientAddr = "FailoverClient"
 
 // Get returns the record of a task: ErrNotFound for an unknown id. A task
 // that no worker has started yet has no backend record; it is PENDING as

@@ -34,10 +34,14 @@ const (
 	// (5 s); a dead server's entry lives 10 s past its last heartbeat.
 	orphanAfter = 8 * time.Second
 	reaperLock  = "baton:reaper"
-	// orphanSeenKey maps an active asynq task id to when it was first seen
-	// unlisted by every live server (unix ms).
-	orphanSeenKey = "baton:orphans"
 )
+
+// orphanSeenKey is the hash mapping an active asynq task id of queue q to
+// when it was first seen unlisted by every live server (unix ms). One hash
+// per queue: the lock winner only scans its own queues and must not forget
+// what a worker of other queues noted. The {q} hash tag is asynq's, so on
+// Redis Cluster it lives beside the queue.
+func orphanSeenKey(q string) string { return "baton:orphans:{" + q + "}" }
 
 func (w *Worker) recoverLoop(ctx context.Context) {
 	interval := w.opts.RecoverInterval
@@ -74,9 +78,9 @@ func (w *Worker) recoverOrphans(ctx context.Context) (int, error) {
 			live[wi.TaskID] = true
 		}
 	}
-	var unlisted []*asynq.TaskInfo
-	active := map[string]bool{}
+	var orphans []*asynq.TaskInfo
 	for q := range w.opts.Queues {
+		var unlisted []*asynq.TaskInfo
 		for page := 1; ; page++ {
 			ts, err := insp.ListActiveTasks(q, asynq.PageSize(500), asynq.Page(page))
 			if errors.Is(err, asynq.ErrQueueNotFound) {
@@ -86,7 +90,6 @@ func (w *Worker) recoverOrphans(ctx context.Context) (int, error) {
 				return 0, err
 			}
 			for _, t := range ts {
-				active[t.ID] = true
 				if !live[t.ID] {
 					unlisted = append(unlisted, t)
 				}
@@ -95,10 +98,11 @@ func (w *Worker) recoverOrphans(ctx context.Context) (int, error) {
 				break
 			}
 		}
-	}
-	orphans, err := w.unlistedFor(ctx, unlisted, active)
-	if err != nil {
-		return 0, err
+		found, err := w.unlistedFor(ctx, q, unlisted)
+		if err != nil {
+			return 0, err
+		}
+		orphans = append(orphans, found...)
 	}
 	n := 0
 	for _, t := range orphans {
@@ -111,14 +115,19 @@ func (w *Worker) recoverOrphans(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// unlistedFor keeps, in the hash orphanSeenKey, when each active task was
-// first seen unlisted by any live asynq server, forgets tasks that are
-// listed or gone, and returns those unlisted for orphanAfter or longer
-// (whatever their state: a worker may die before it records STARTED).
-func (w *Worker) unlistedFor(ctx context.Context, unlisted []*asynq.TaskInfo, active map[string]bool) ([]*asynq.TaskInfo, error) {
-	seen, err := w.rdb.HGetAll(ctx, orphanSeenKey).Result()
+// unlistedFor keeps, in the hash orphanSeenKey(q), when each active task of
+// queue q was first seen unlisted by any live asynq server, forgets tasks
+// that are listed again or no longer active, and returns those unlisted for
+// orphanAfter or longer (whatever their state: a worker may die before it
+// records STARTED).
+func (w *Worker) unlistedFor(ctx context.Context, q string, unlisted []*asynq.TaskInfo) ([]*asynq.TaskInfo, error) {
+	key := orphanSeenKey(q)
+	seen, err := w.rdb.HGetAll(ctx, key).Result()
 	if err != nil {
 		return nil, err
+	}
+	if len(seen) == 0 && len(unlisted) == 0 {
+		return nil, nil
 	}
 	now := time.Now()
 	isUnlisted := map[string]bool{}
@@ -128,7 +137,7 @@ func (w *Worker) unlistedFor(ctx context.Context, unlisted []*asynq.TaskInfo, ac
 		isUnlisted[t.ID] = true
 		first, ok := seen[t.ID]
 		if !ok {
-			pipe.HSetNX(ctx, orphanSeenKey, t.ID, now.UnixMilli())
+			pipe.HSetNX(ctx, key, t.ID, now.UnixMilli())
 			continue
 		}
 		ms, _ := strconv.ParseInt(first, 10, 64)
@@ -138,10 +147,10 @@ func (w *Worker) unlistedFor(ctx context.Context, unlisted []*asynq.TaskInfo, ac
 	}
 	for id := range seen {
 		if !isUnlisted[id] { // listed again, or no longer active
-			pipe.HDel(ctx, orphanSeenKey, id)
+			pipe.HDel(ctx, key, id)
 		}
 	}
-	pipe.Expire(ctx, orphanSeenKey, time.Hour)
+	pipe.Expire(ctx, key, time.Hour)
 	_, err = pipe.Exec(ctx)
 	return out, err
 }

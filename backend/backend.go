@@ -162,16 +162,20 @@ func (p *PendingWrite) Wait(ctx context.Context) ([]bool, error) {
 	return out, nil
 }
 
-// Delete removes task records (used to undo a PENDING record whose enqueue failed).
+// Delete removes task records (used to undo a PENDING record whose enqueue
+// failed), in one round trip. Records of different workflows live in
+// different hash slots, so each gets its own DEL: a multi-key DEL across
+// slots is refused by Redis Cluster (CROSSSLOT).
 func (b *Backend) Delete(ctx context.Context, ids ...string) error {
-	keys := make([]string, len(ids))
-	for i, id := range ids {
-		keys[i] = TaskKey(id)
-	}
-	if len(keys) == 0 {
+	if len(ids) == 0 {
 		return nil
 	}
-	return b.rdb.Del(ctx, keys...).Err()
+	pipe := b.rdb.Pipeline()
+	for _, id := range ids {
+		pipe.Del(ctx, TaskKey(id))
+	}
+	_, err := pipe.Exec(ctx)
+	return err
 }
 
 // Status is a record's state and outcome as returned by Start and Finish.

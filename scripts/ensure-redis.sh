@@ -4,17 +4,26 @@
 # With --with-cc it also makes sure a C compiler exists, which `go test -race`
 # needs (cgo).
 #
+# With --topology it also checks what the Cluster and Sentinel tests (make
+# test/topology) need: redis-server 7.0 or later (cluster-port, CLUSTER
+# ADDSLOTSRANGE, SENTINEL DEBUG). The sentinels are `redis-server
+# --sentinel`: every redis-server has the Sentinel mode built in, so
+# Debian's redis-sentinel package (a symlink, a config file and a system
+# service that would start a sentinel on port 26379) is not installed.
+#
 # As root on Debian/Ubuntu it installs what is missing with apt-get (one
 # `apt-get update` at most); otherwise it prints the command to run and fails.
 # REDIS_SERVER overrides the redis-server binary, as in internal/redistest.
 set -euo pipefail
 
 want_cc=false
+want_topology=false
 for arg in "$@"; do
 	case "$arg" in
 	--with-cc) want_cc=true ;;
+	--topology) want_topology=true ;;
 	*)
-		echo "usage: $0 [--with-cc]" >&2
+		echo "usage: $0 [--with-cc] [--topology]" >&2
 		exit 2
 		;;
 	esac
@@ -27,7 +36,22 @@ fi
 if $want_cc && ! command -v "$(go env CC 2>/dev/null || echo gcc)" >/dev/null 2>&1; then
 	missing+=(gcc libc6-dev)
 fi
+
+# check_topology fails unless redis-server is 7.0 or later.
+check_topology() {
+	$want_topology || return 0
+	local bin version major
+	bin="${REDIS_SERVER:-redis-server}"
+	version="$("$bin" --version | sed -n 's/.* v=\([0-9][0-9.]*\).*/\1/p')"
+	major="${version%%.*}"
+	if [ -z "$major" ] || [ "$major" -lt 7 ]; then
+		echo "$bin ${version:-(unknown version)} is too old for the Cluster and Sentinel tests: they need redis-server 7.0 or later (Debian 12 ships 7.0); set REDIS_SERVER to a newer binary" >&2
+		exit 1
+	fi
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
+	check_topology
 	exit 0
 fi
 
@@ -48,3 +72,4 @@ if ! command -v "${REDIS_SERVER:-redis-server}" >/dev/null 2>&1; then
 	echo "${REDIS_SERVER:-redis-server} is still not on PATH after installing ${missing[*]}" >&2
 	exit 1
 fi
+check_topology

@@ -1,11 +1,22 @@
 // Package redistest starts throwaway redis-server processes on free loopback
 // ports for tests, benchmarks and the chaos suite. Tests never touch a Redis
 // they did not start.
+//
+// Start gives one server. StartCluster gives a Redis Cluster (3 masters and
+// 3 replicas by default) and StartSentinel a master, its replica and 3
+// sentinels; both can kill the master (KillMaster), wait for the failover
+// (WaitFailover) and for the topology to be whole again (WaitHealthy), and
+// every node can be restarted (Node.Restart). They need redis-server 7.0 or
+// later and nothing else: the sentinels are redis-server --sentinel. Every
+// process is stopped by pid (Stop, or t.Cleanup through the Must* forms),
+// dies with the test process on Linux, and keeps its log in its directory
+// (Logs prints the ends of them).
 package redistest
 
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -109,10 +120,30 @@ func (s *Server) launch(bin string) error {
 	s.mu.Lock()
 	s.cmd = cmd
 	s.mu.Unlock()
-	deadline := time.Now().Add(10 * time.Second)
+	if awaitPing(s.Addr, nil, 10*time.Second) == nil {
+		return nil
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	return fmt.Errorf("redistest: redis-server on %s did not answer PING within 10s (log: %s)", s.Addr, filepath.Join(s.opts.Dir, "redis.log"))
+}
+
+var (
+	errExited = errors.New("exited")
+	errNoPong = errors.New("no answer to PING")
+)
+
+// awaitPing polls addr until it answers PING (nil), exited is closed
+// (errExited; nil never is) or timeout passes (errNoPong).
+func awaitPing(addr string, exited <-chan struct{}, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond)
-		if err == nil {
+		select {
+		case <-exited:
+			return errExited
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
 			ok := ping(c)
 			_ = c.Close()
 			if ok {
@@ -121,9 +152,7 @@ func (s *Server) launch(bin string) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
-	return fmt.Errorf("redistest: redis-server on %s did not answer PING within 10s (log: %s)", s.Addr, filepath.Join(s.opts.Dir, "redis.log"))
+	return errNoPong
 }
 
 func ping(c net.Conn) bool {
