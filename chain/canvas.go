@@ -17,7 +17,8 @@ type Canvas interface{ canvas() }
 type Signature struct {
 	Kind string `json:"task"`
 	// Args are the static (partial) args: any JSON with no parent result; a
-	// JSON object when a parent result is to be added.
+	// JSON array (the result is prepended) or object (the result goes in
+	// ResultField) when a parent result is to be added.
 	Args json.RawMessage `json:"args,omitempty"`
 	// Options is the task's per-call options (baton.EnqueueOpts as JSON),
 	// opaque to this package.
@@ -25,7 +26,7 @@ type Signature struct {
 	// Immutable signatures ignore their parent's result.
 	Immutable bool `json:"immutable,omitempty"`
 	// ResultField names the field the parent result is put in beside static
-	// args. Defaults to "input".
+	// args that are a JSON object. Defaults to "input".
 	ResultField string `json:"result_field,omitempty"`
 	// ContinueOnFailure lets the workflow go on when this task fails for
 	// good: its FAILURE is recorded, and the next step receives a Failed
@@ -150,7 +151,10 @@ func validate(c Canvas, path string) error {
 }
 
 // Input builds a task's payload from its static args and its parent's result.
-// input is nil when the task has no parent (or is immutable).
+// input is nil when the task has no parent (or is immutable). With no static
+// args the result is the payload; with a JSON array of static args it is
+// prepended to them (Celery's partial: add.s(8) fed 4 runs add(4, 8)); with
+// a JSON object it is set in the field ResultField ("input").
 func (s *Signature) Input(input json.RawMessage) (json.RawMessage, error) {
 	if s.Immutable || input == nil {
 		return s.Args, nil
@@ -158,9 +162,13 @@ func (s *Signature) Input(input json.RawMessage) (json.RawMessage, error) {
 	if len(s.Args) == 0 || string(s.Args) == "null" {
 		return input, nil
 	}
+	var arr []json.RawMessage
+	if err := json.Unmarshal(s.Args, &arr); err == nil && arr != nil {
+		return json.Marshal(append([]json.RawMessage{input}, arr...))
+	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(s.Args, &obj); err != nil || obj == nil {
-		return nil, errors.New("static args must be a JSON object to receive the previous step's result (or mark the step immutable)")
+		return nil, errors.New("static args must be a JSON array (the previous result is prepended) or object (it goes in \"input\") to receive the previous step's result (or mark the step immutable)")
 	}
 	field := s.ResultField
 	if field == "" {

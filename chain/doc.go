@@ -6,10 +6,10 @@
 // # Semantics
 //
 //   - Chain(a, b, c): b receives a's result, c receives b's. With no static
-//     args the result is the next task's payload; with static args (a JSON
-//     object) the result is placed beside them in the field named by
-//     Signature.ResultField ("input" by default). An Immutable signature
-//     ignores the result.
+//     args the result is the next task's payload; with a JSON array of static
+//     args it is prepended to them (Celery's partial); with a JSON object it
+//     is placed beside them in the field named by Signature.ResultField
+//     ("input" by default). An Immutable signature ignores the result.
 //   - Group(a, b, c): members run in parallel; the group's result is the list
 //     of member results in the order given. A group inside a chain receives
 //     the previous result in every member.
