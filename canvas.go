@@ -78,6 +78,13 @@ type SubmitOpts struct {
 	// RequireKnownKinds rejects tasks whose kind the client was not told
 	// about with Declare.
 	RequireKnownKinds bool
+	// Input is fed to the first step(s) as if it were a previous result
+	// (Celery's sig.apply_async(args)): a step with no static args gets it
+	// as its payload, one with a JSON array of static args gets it
+	// prepended, one with a JSON object gets it in "input". Immutable steps
+	// ignore it. Nil feeds nothing. Submitting an existing id again keeps
+	// the input it was first submitted with.
+	Input json.RawMessage
 }
 
 // Workflow is a handle on a submitted canvas.
@@ -85,6 +92,9 @@ type Workflow struct {
 	ID   string
 	Plan *chain.Plan
 	c    *Client
+	// end is set when the workflow ended as it was submitted (its root is an
+	// empty group, say).
+	end *workflowEnd
 }
 
 // Submit validates a canvas, assigns every task its id, records them all
@@ -129,15 +139,23 @@ func (c *Client) Submit(ctx context.Context, cv Canvas, opts *SubmitOpts) (*Work
 	}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidCanvas, err)
 	}
+	if len(o.Input) > 0 && !json.Valid(o.Input) {
+		return nil, fmt.Errorf("%w: SubmitOpts.Input is not valid JSON: pass a JSON value (a number, string, array, object), or nil for none", ErrInvalidCanvas)
+	}
 	plan, err := chain.Compile(o.ID, cv)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidCanvas, err)
 	}
-	first, err := plan.Start(0, nil, "")
+	plan.Input = o.Input
+	first, err := plan.Start(0, plan.Input, "")
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidCanvas, err)
 	}
-	if err := plan.CheckInputs(first); err != nil {
+	var bare []chain.Dispatch // the first steps, when they get no input
+	if plan.Input == nil {
+		bare = first.Dispatch
+	}
+	if err := plan.CheckInputs(bare); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidCanvas, err)
 	}
 	planJSON, err := json.Marshal(plan)
@@ -158,7 +176,7 @@ func (c *Client) Submit(ctx context.Context, cv Canvas, opts *SubmitOpts) (*Work
 			return nil, err
 		}
 		wf.Plan, plan, planJSON = stored, stored, raw
-		if first, err = plan.Start(0, nil, ""); err != nil {
+		if first, err = plan.Start(0, plan.Input, ""); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidCanvas, err)
 		}
 	}
@@ -178,11 +196,13 @@ func (c *Client) Submit(ctx context.Context, cv Canvas, opts *SubmitOpts) (*Work
 		if _, err := pw.Wait(ctx); err != nil {
 			return wf, c.redisErr("submit workflow", err)
 		}
-		if first, err = undispatched(ctx, c.be, first); err != nil {
+		if first.Dispatch, err = undispatched(ctx, c.be, first.Dispatch); err != nil {
 			return wf, c.redisErr("submit workflow", err)
 		}
 	}
-	derr := c.dispatch(ctx, plan, planJSON, first, c.defaultsFor)
+	// The first steps, or whatever an empty group at the start completes.
+	end, derr := c.advance(ctx, plan, planJSON, first, c.defaultsFor, false)
+	wf.end = end
 	if _, err := pw.Wait(ctx); err != nil && derr == nil {
 		derr = c.redisErr("submit workflow", err)
 	}

@@ -404,7 +404,8 @@ func (w *Worker) succeed(ctx context.Context, log *slog.Logger, m *message, retr
 	outs := []backend.Outcome{{ID: m.ID, State: Success, Result: res, Retries: retried, Meta: &meta}}
 	var final *chain.Plan
 	if m.Workflow != "" {
-		if plan, _, err := w.plan(ctx, m); err == nil && m.Node < len(plan.Nodes) && plan.IsFinal(m.Node) {
+		// (unless links are to run first: they are enqueued before the end)
+		if plan, _, err := w.plan(ctx, m); err == nil && m.Node < len(plan.Nodes) && plan.IsFinal(m.Node) && !plan.LinksOnPath(m.Node) {
 			final = plan
 			outs = append(outs, backend.Outcome{ID: m.Workflow, State: Success, Result: res})
 		}
@@ -422,10 +423,7 @@ func (w *Worker) succeed(ctx context.Context, log *slog.Logger, m *message, retr
 		return w.afterRecorded(ctx, m, sts[0])
 	}
 	if final != nil {
-		if sts[1].Written {
-			metrics.WorkflowFinished(final.Kind(), "success")
-		}
-		return nil
+		return w.workflowEnded(ctx, final, endOf(m.Workflow, sts[1]))
 	}
 	return w.afterSuccess(ctx, m, res, false)
 }
