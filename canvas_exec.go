@@ -142,10 +142,15 @@ func (w *Worker) afterFailure(ctx context.Context, m *message, state State, errT
 }
 
 // failWorkflowAt ends the workflow at node, whose task ended in state
-// (FAILURE, or REVOKED when it expired or was cancelled).
+// (FAILURE, or REVOKED when it expired or was cancelled). The steps it
+// skips end FAILURE naming the failed parent, as in Celery (REVOKED after a
+// revocation).
 func (w *Worker) failWorkflowAt(ctx context.Context, plan *chain.Plan, node int, taskID, kind string, state State, errText string) error {
 	cancelled := isCancelReason(errText)
-	reason, skipped := fmt.Sprintf("parent %s failed: %s", taskID, errText), Revoked
+	reason, skipped := fmt.Sprintf("parent %s failed: %s", taskID, errText), Failure
+	if state == Revoked {
+		reason, skipped = fmt.Sprintf("parent %s was revoked: %s", taskID, errText), Revoked
+	}
 	wfState, wfErr := Failure, fmt.Sprintf("%s %s (%s) failed: %s", plan.Position(node), taskID, kind, errText)
 	if cancelled {
 		reason, wfState, wfErr = errText, Revoked, errText

@@ -118,7 +118,7 @@ func TestFailedWorkflowShowsError(t *testing.T) {
 	f.waitState(t, "broken", baton.Failure)
 	srv := f.serve(t, dash.Options{})
 	_, body := get(t, srv.URL+"/workflows/broken")
-	require.Equal(t, map[string]string{"broken.1": "SUCCESS", "broken.2": "FAILURE", "broken.3": "REVOKED"}, steps(t, body))
+	require.Equal(t, map[string]string{"broken.1": "SUCCESS", "broken.2": "FAILURE", "broken.3": "FAILURE"}, steps(t, body))
 	require.Contains(t, body, "upstream said 404 for source 10")
 	require.Equal(t, 2, strings.Count(body, `class="edge"`))
 }
