@@ -85,6 +85,10 @@ type SubmitOpts struct {
 	// ignore it. Nil feeds nothing. Submitting an existing id again keeps
 	// the input it was first submitted with.
 	Input json.RawMessage
+
+	// awaiter is who waits for the workflow's end (a task it replaces);
+	// such internal workflows have ids of the form "<task id>.r".
+	awaiter json.RawMessage
 }
 
 // Workflow is a handle on a submitted canvas.
@@ -111,7 +115,7 @@ func (c *Client) Submit(ctx context.Context, cv Canvas, opts *SubmitOpts) (*Work
 	if o.ID == "" {
 		o.ID = uuid.NewString()
 	}
-	if strings.ContainsAny(o.ID, ".{} ") || validID(o.ID) != nil {
+	if (o.awaiter == nil && strings.ContainsAny(o.ID, ".{} ")) || validID(o.ID) != nil {
 		return nil, fmt.Errorf("%w: workflow id %q: use letters, digits, '-' and '_' (no '.', braces or spaces)", ErrInvalidCanvas, o.ID)
 	}
 	if err := chain.Walk(cv, func(path string, s *Signature) error {
@@ -146,7 +150,7 @@ func (c *Client) Submit(ctx context.Context, cv Canvas, opts *SubmitOpts) (*Work
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidCanvas, err)
 	}
-	plan.Input = o.Input
+	plan.Input, plan.Awaiter = o.Input, o.awaiter
 	first, err := plan.Start(0, plan.Input, "")
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidCanvas, err)
@@ -434,6 +438,20 @@ func (c *Client) Cancel(ctx context.Context, wfID string) error {
 	outs = append(outs, backend.Outcome{ID: wfID, State: Revoked, Error: reason})
 	if _, err := c.be.FinishInOrder(ctx, outs...); err != nil {
 		return c.redisErr("cancel "+wfID, err)
+	}
+	return c.cancelReplacements(ctx, recs)
+}
+
+// cancelReplacements cancels the workflows that steps replaced themselves
+// with (baton.Replace): they belong to the cancelled workflow.
+func (c *Client) cancelReplacements(ctx context.Context, recs []*Record) error {
+	for _, r := range recs {
+		if r == nil || r.Replaced == "" {
+			continue
+		}
+		if err := c.Cancel(ctx, r.Replaced); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
 	}
 	return nil
 }

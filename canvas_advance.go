@@ -146,10 +146,16 @@ func (w *Worker) advance(ctx context.Context, plan *chain.Plan, planJSON []byte,
 	return nil
 }
 
-// workflowEnded counts a workflow's end once.
-func (w *Worker) workflowEnded(_ context.Context, plan *chain.Plan, end workflowEnd) error {
+// workflowEnded counts a workflow's end once and tells whoever awaits it
+// (every time: what an awaiter does with the news is idempotent, so a
+// redelivered last step that reports the end again is harmless, and one that
+// crashed before reporting it is covered).
+func (w *Worker) workflowEnded(ctx context.Context, plan *chain.Plan, end workflowEnd) error {
 	if end.Written {
 		metrics.WorkflowFinished(plan.Kind(), string(end.State))
 	}
-	return nil
+	if len(plan.Awaiter) == 0 {
+		return nil
+	}
+	return w.notifyAwaiter(ctx, plan.Awaiter, end)
 }

@@ -323,6 +323,10 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 	case Failure, Revoked:
 		log.Info("already finished", "state", st.State)
 		return w.afterFailure(ctx, m, st.State, st.Error)
+	case backend.Replaced:
+		// Its handler replaced it with a workflow, which ends it.
+		log.Info("already replaced; the replacement ends it", "replacement", st.Replaced)
+		return nil
 	}
 
 	if err := waitUntil(ctx, st.NextTry); err != nil { // nor before a retry's recorded time
@@ -350,6 +354,9 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 
 	start := time.Now()
 	res, herr := w.invoke(withTaskInfo(ctx, m, retried, maxRetries), def, m, timeout)
+	if rp := (*replaceError)(nil); errors.As(herr, &rp) {
+		return w.replace(ctx, log, m, retried, rp.canvas, start)
+	}
 	if herr == nil {
 		return w.succeed(ctx, log, m, retried, res, start)
 	}

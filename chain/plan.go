@@ -36,6 +36,9 @@ type Plan struct {
 	// Input is fed to the first steps as if it were a previous result; nil
 	// for none.
 	Input json.RawMessage `json:"in,omitempty"`
+	// Awaiter says who waits for the workflow to end (a task it replaces);
+	// opaque to this package.
+	Awaiter json.RawMessage `json:"aw,omitempty"`
 }
 
 // emptyList is the result of an empty group.
