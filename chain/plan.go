@@ -340,8 +340,9 @@ func (p *Plan) describe(node int) string {
 // fails for good, fed info (an ErrorInfo): the task's own, those of every
 // chain, group and chord that encloses it (so a canvas's on_error fires once
 // however many of its tasks fail), and, when the task is in a chord's
-// header, those of the chord body that will not run (and of its members
-// when the body is a group), innermost first.
+// header (or a group followed by a step in a chain, the same thing), those
+// of the body that will not run (and of its members when the body is a
+// group), innermost first.
 func (p *Plan) Failed(node int, info json.RawMessage) ([]Callback, error) {
 	var out []Callback
 	add := func(n int) error {
@@ -358,9 +359,9 @@ func (p *Plan) Failed(node int, info json.RawMessage) ([]Callback, error) {
 		return nil, err
 	}
 	for cur := node; p.Nodes[cur].Parent >= 0; cur = p.Nodes[cur].Parent {
-		par := p.Nodes[cur].Parent
-		if p.Nodes[par].Type == TypeChord && p.Nodes[cur].Index == 0 {
-			body := p.Nodes[par].Children[1]
+		par, c := p.Nodes[cur].Parent, p.Nodes[cur]
+		if seq := p.Nodes[par].Type; (seq == TypeChord || seq == TypeChain) && c.Type == TypeGroup && c.Index+1 < len(p.Nodes[par].Children) {
+			body := p.Nodes[par].Children[c.Index+1]
 			if err := add(body); err != nil {
 				return nil, err
 			}

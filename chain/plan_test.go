@@ -258,6 +258,19 @@ func TestFailed(t *testing.T) {
 		}
 		eq(t, ids(cbs), "wf.n4.err=eb_body,wf.3.err=eb_m1,wf.n0.err=eb_chord", "callbacks")
 	})
+	t.Run("a group followed by a step is a chord", func(t *testing.T) {
+		p := mustCompile(t, NewChain(task("a"), NewGroup(task("h1"), task("h2")), task("body").WithOnError(eb("eb_body")), task("z").WithOnError(eb("eb_z"))))
+		cbs, err := p.Failed(node(t, p, "h1"), info)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eq(t, ids(cbs), "wf.4.err=eb_body", "callbacks")
+		cbs, err = p.Failed(node(t, p, "a"), info)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eq(t, ids(cbs), "", "a step that is not a group has no body")
+	})
 	t.Run("a body failure runs no header errback", func(t *testing.T) {
 		p := mustCompile(t, NewChord(NewGroup(task("h").WithOnError(eb("eb_h"))), task("body").WithOnError(eb("eb_body"))))
 		cbs, err := p.Failed(node(t, p, "body"), info)
