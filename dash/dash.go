@@ -230,7 +230,7 @@ type workflowData struct {
 
 func (s *server) workflow(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	asJSON := strings.HasSuffix(id, ".json") // workflow ids never hold a '.'
+	asJSON := strings.HasSuffix(id, ".json") // no workflow id ends in ".json"
 	id = strings.TrimSuffix(id, ".json")
 	d, err := s.store.get(r.Context(), id)
 	if err != nil {
