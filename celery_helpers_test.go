@@ -302,8 +302,11 @@ func (a *celeryApp) tasks() []baton.Definition {
 			return x * y, err
 		}),
 		task("tsum", func(ctx context.Context, args []any) (any, error) {
+			if len(args) != 1 {
+				return nil, baton.Permanent(fmt.Errorf("TypeError: tsum() takes 1 positional argument but %d were given", len(args)))
+			}
 			nums, ok := args[0].([]any)
-			if len(args) != 1 || !ok {
+			if !ok {
 				return nil, baton.Permanent(fmt.Errorf("TypeError: tsum() takes a list, got %v", args))
 			}
 			total := 0.0
@@ -317,8 +320,12 @@ func (a *celeryApp) tasks() []baton.Definition {
 			return total, nil
 		}),
 		task("xsum", func(ctx context.Context, args []any) (any, error) {
+			if len(args) != 1 {
+				return nil, baton.Permanent(fmt.Errorf("TypeError: xsum() takes 1 positional argument but %d were given", len(args)))
+			}
+			nums, _ := args[0].([]any)
 			total := 0.0
-			for _, n := range args[0].([]any) {
+			for _, n := range nums {
 				switch v := n.(type) {
 				case float64:
 					total += v
