@@ -78,6 +78,17 @@ type SubmitOpts struct {
 	// RequireKnownKinds rejects tasks whose kind the client was not told
 	// about with Declare.
 	RequireKnownKinds bool
+	// Input is fed to the first step(s) as if it were a previous result
+	// (Celery's sig.apply_async(args)): a step with no static args gets it
+	// as its payload, one with a JSON array of static args gets it
+	// prepended, one with a JSON object gets it in "input". Immutable steps
+	// ignore it. Nil feeds nothing. Submitting an existing id again keeps
+	// the input it was first submitted with.
+	Input json.RawMessage
+
+	// awaiter is who waits for the workflow's end (a task it replaces);
+	// such internal workflows have ids of the form "<task id>.r".
+	awaiter json.RawMessage
 }
 
 // Workflow is a handle on a submitted canvas.
@@ -85,6 +96,9 @@ type Workflow struct {
 	ID   string
 	Plan *chain.Plan
 	c    *Client
+	// end is set when the workflow ended as it was submitted (its root is an
+	// empty group, say).
+	end *workflowEnd
 }
 
 // Submit validates a canvas, assigns every task its id, records them all
@@ -101,7 +115,7 @@ func (c *Client) Submit(ctx context.Context, cv Canvas, opts *SubmitOpts) (*Work
 	if o.ID == "" {
 		o.ID = uuid.NewString()
 	}
-	if strings.ContainsAny(o.ID, ".{} ") || validID(o.ID) != nil {
+	if (o.awaiter == nil && strings.ContainsAny(o.ID, ".{} ")) || validID(o.ID) != nil {
 		return nil, fmt.Errorf("%w: workflow id %q: use letters, digits, '-' and '_' (no '.', braces or spaces)", ErrInvalidCanvas, o.ID)
 	}
 	if err := chain.Walk(cv, func(path string, s *Signature) error {
@@ -129,15 +143,23 @@ func (c *Client) Submit(ctx context.Context, cv Canvas, opts *SubmitOpts) (*Work
 	}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidCanvas, err)
 	}
+	if len(o.Input) > 0 && !json.Valid(o.Input) {
+		return nil, fmt.Errorf("%w: SubmitOpts.Input is not valid JSON: pass a JSON value (a number, string, array, object), or nil for none", ErrInvalidCanvas)
+	}
 	plan, err := chain.Compile(o.ID, cv)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidCanvas, err)
 	}
-	first, err := plan.Start(0, nil, "")
+	plan.Input, plan.Awaiter = o.Input, o.awaiter
+	first, err := plan.Start(0, plan.Input, "")
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidCanvas, err)
 	}
-	if err := plan.CheckInputs(first); err != nil {
+	var bare []chain.Dispatch // the first steps, when they get no input
+	if plan.Input == nil {
+		bare = first.Dispatch
+	}
+	if err := plan.CheckInputs(bare); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidCanvas, err)
 	}
 	planJSON, err := json.Marshal(plan)
@@ -158,7 +180,7 @@ func (c *Client) Submit(ctx context.Context, cv Canvas, opts *SubmitOpts) (*Work
 			return nil, err
 		}
 		wf.Plan, plan, planJSON = stored, stored, raw
-		if first, err = plan.Start(0, nil, ""); err != nil {
+		if first, err = plan.Start(0, plan.Input, ""); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidCanvas, err)
 		}
 	}
@@ -178,11 +200,13 @@ func (c *Client) Submit(ctx context.Context, cv Canvas, opts *SubmitOpts) (*Work
 		if _, err := pw.Wait(ctx); err != nil {
 			return wf, c.redisErr("submit workflow", err)
 		}
-		if first, err = undispatched(ctx, c.be, first); err != nil {
+		if first.Dispatch, err = undispatched(ctx, c.be, first.Dispatch); err != nil {
 			return wf, c.redisErr("submit workflow", err)
 		}
 	}
-	derr := c.dispatch(ctx, plan, planJSON, first, c.defaultsFor)
+	// The first steps, or whatever an empty group at the start completes.
+	end, derr := c.advance(ctx, plan, planJSON, first, c.defaultsFor, false)
+	wf.end = end
 	if _, err := pw.Wait(ctx); err != nil && derr == nil {
 		derr = c.redisErr("submit workflow", err)
 	}
@@ -414,6 +438,20 @@ func (c *Client) Cancel(ctx context.Context, wfID string) error {
 	outs = append(outs, backend.Outcome{ID: wfID, State: Revoked, Error: reason})
 	if _, err := c.be.FinishInOrder(ctx, outs...); err != nil {
 		return c.redisErr("cancel "+wfID, err)
+	}
+	return c.cancelReplacements(ctx, recs)
+}
+
+// cancelReplacements cancels the workflows that steps replaced themselves
+// with (baton.Replace): they belong to the cancelled workflow.
+func (c *Client) cancelReplacements(ctx context.Context, recs []*Record) error {
+	for _, r := range recs {
+		if r == nil || r.Replaced == "" {
+			continue
+		}
+		if err := c.Cancel(ctx, r.Replaced); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
 	}
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/batonhq/baton/backend"
 	"github.com/batonhq/baton/chain"
-	"github.com/batonhq/baton/metrics"
 )
 
 // The worker's half of the canvas: after a step ends for good, move the
@@ -74,57 +73,13 @@ func (w *Worker) afterSuccess(ctx context.Context, m *message, result json.RawMe
 		}
 		return &errInfra{err}
 	}
-	node, res := m.Node, result
-	for {
-		act, err := plan.Complete(node, res, m.ID)
-		if err != nil {
-			// The next step cannot be built from this result (static args not
-			// an object): the workflow fails here, nothing after runs.
-			return w.failWorkflowAt(ctx, plan, node, m.ID, m.Kind, err.Error())
-		}
-		switch {
-		case act.Done:
-			_, err := w.be.Finish(ctx, backend.Outcome{ID: plan.Workflow, State: Success, Result: res})
-			if err != nil {
-				return &errInfra{err}
-			}
-			if !redelivered {
-				metrics.WorkflowFinished(plan.Kind(), "success")
-			}
-			return nil
-		case act.Join:
-			results, err := w.be.ChordJoin(ctx, plan.Workflow, plan.GroupID(act.Group), act.Index, act.Size, res)
-			if err != nil {
-				return &errInfra{err}
-			}
-			if results == nil {
-				return nil // other members still running
-			}
-			list, err := json.Marshal(results)
-			if err != nil {
-				return &errInfra{err}
-			}
-			node, res = act.Group, list
-		default:
-			ds := act.Dispatch
-			if redelivered {
-				ds, err = w.undispatched(ctx, ds)
-				if err != nil {
-					return &errInfra{err}
-				}
-			}
-			if err := w.client.dispatch(ctx, plan, planJSON, ds, w.defaultsFor); err != nil {
-				return &errInfra{err}
-			}
-			return nil
-		}
+	act, err := plan.Complete(m.Node, result, m.ID)
+	if err != nil {
+		// The next step cannot be built from this result (static args not
+		// an array or object): the workflow fails here, nothing after runs.
+		return w.failWorkflowAt(ctx, plan, m.Node, m.ID, m.Kind, Failure, err.Error())
 	}
-}
-
-// undispatched drops the steps that already left PENDING (so they were
-// enqueued by an earlier delivery of their parent).
-func (w *Worker) undispatched(ctx context.Context, ds []chain.Dispatch) ([]chain.Dispatch, error) {
-	return undispatched(ctx, w.be, ds)
+	return w.advance(ctx, plan, planJSON, m, act, redelivered)
 }
 
 // undispatched keeps the steps whose record is missing or PENDING. One still
@@ -155,8 +110,9 @@ func (w *Worker) defaultsFor(kind string) TaskOptions {
 }
 
 // afterFailure propagates a step's final failure (or revocation): later
-// steps are revoked, the workflow fails naming the step, the step's error
-// callback runs, and compensations of completed steps run in reverse.
+// steps fail naming it, the workflow fails naming the step, the error
+// callbacks of the step and of the canvases around it run, and
+// compensations of completed steps run in reverse.
 func (w *Worker) afterFailure(ctx context.Context, m *message, state State, errText string) error {
 	if m.Workflow == "" {
 		return nil
@@ -182,12 +138,19 @@ func (w *Worker) afterFailure(ctx context.Context, m *message, state State, errT
 		failed, _ := json.Marshal(f)
 		return w.afterSuccess(ctx, m, failed, true)
 	}
-	return w.failWorkflowAt(ctx, plan, m.Node, m.ID, m.Kind, errText)
+	return w.failWorkflowAt(ctx, plan, m.Node, m.ID, m.Kind, state, errText)
 }
 
-func (w *Worker) failWorkflowAt(ctx context.Context, plan *chain.Plan, node int, taskID, kind, errText string) error {
+// failWorkflowAt ends the workflow at node, whose task ended in state
+// (FAILURE, or REVOKED when it expired or was cancelled). The steps it
+// skips end FAILURE naming the failed parent, as in Celery (REVOKED after a
+// revocation).
+func (w *Worker) failWorkflowAt(ctx context.Context, plan *chain.Plan, node int, taskID, kind string, state State, errText string) error {
 	cancelled := isCancelReason(errText)
-	reason := fmt.Sprintf("parent %s failed: %s", taskID, errText)
+	reason, skipped := fmt.Sprintf("parent %s failed: %s", taskID, errText), Failure
+	if state == Revoked {
+		reason, skipped = fmt.Sprintf("parent %s was revoked: %s", taskID, errText), Revoked
+	}
 	wfState, wfErr := Failure, fmt.Sprintf("%s %s (%s) failed: %s", plan.Position(node), taskID, kind, errText)
 	if cancelled {
 		reason, wfState, wfErr = errText, Revoked, errText
@@ -195,12 +158,8 @@ func (w *Worker) failWorkflowAt(ctx context.Context, plan *chain.Plan, node int,
 	// Callbacks and compensations are enqueued before the failure is
 	// recorded, so whoever sees the workflow fail can find them.
 	if !cancelled {
-		sig := plan.Nodes[node].Sig
-		if sig != nil && sig.OnError != nil {
-			info, _ := json.Marshal(chain.ErrorInfo{ID: taskID, Kind: kind, Error: errText, Workflow: plan.Workflow})
-			if err := w.enqueueCallback(ctx, sig.OnError, taskID+".err", info); err != nil {
-				return &errInfra{err}
-			}
+		if err := w.errorCallbacks(ctx, plan, node, taskID, kind, errText); err != nil {
+			return &errInfra{err}
 		}
 		if err := w.compensate(ctx, plan); err != nil {
 			return &errInfra{err}
@@ -208,7 +167,7 @@ func (w *Worker) failWorkflowAt(ctx context.Context, plan *chain.Plan, node int,
 	}
 	outs := []backend.Outcome{}
 	for _, n := range plan.Downstream(node) {
-		outs = append(outs, backend.Outcome{ID: plan.Nodes[n].TaskID, State: Revoked, Error: reason})
+		outs = append(outs, backend.Outcome{ID: plan.Nodes[n].TaskID, State: skipped, Error: reason})
 	}
 	// The steps first, then the workflow, in one atomic call: whoever sees
 	// the workflow fail sees no step after the failure still PENDING.
@@ -217,10 +176,22 @@ func (w *Worker) failWorkflowAt(ctx context.Context, plan *chain.Plan, node int,
 	if err != nil {
 		return &errInfra{err}
 	}
-	if sts[len(sts)-1].Written { // this call recorded it (a repeat keeps the first)
-		metrics.WorkflowFinished(plan.Kind(), string(wfState))
+	// this call recorded it, or a repeat found the first record
+	return w.workflowEnded(ctx, plan, endOf(plan.Workflow, sts[len(sts)-1]))
+}
+
+// errorCallbacks runs, once each, the error callbacks a failure at node
+// triggers (chain.Plan.Failed).
+func (w *Worker) errorCallbacks(ctx context.Context, plan *chain.Plan, node int, taskID, kind, errText string) error {
+	info, _ := json.Marshal(chain.ErrorInfo{ID: taskID, Kind: kind, Error: errText, Workflow: plan.Workflow})
+	cbs, err := plan.Failed(node, info)
+	if err != nil {
+		// Submit checks every callback's args; only a plan stored by an
+		// older version can get here. Retrying would not help.
+		w.log.Error("error callbacks cannot be built; skipped", "workflow", plan.Workflow, "task", taskID, "err", err)
+		return nil
 	}
-	return nil
+	return w.client.runCallbacks(ctx, cbs, w.defaultsFor)
 }
 
 // enqueueCallback runs a callback signature once under a fixed id.
@@ -229,15 +200,7 @@ func (w *Worker) enqueueCallback(ctx context.Context, sig *Signature, id string,
 	if err != nil {
 		return err
 	}
-	var eo EnqueueOpts
-	if len(sig.Options) > 0 {
-		if err := json.Unmarshal(sig.Options, &eo); err != nil {
-			return err
-		}
-	}
-	eo.ID = id
-	_, err = w.client.enqueue(ctx, sig.Kind, args, w.defaultsFor(sig.Kind), &eo)
-	return err
+	return w.client.enqueueFixed(ctx, sig, id, args, w.defaultsFor)
 }
 
 // compensate submits, once, a chain of the compensations of every step that

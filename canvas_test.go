@@ -129,10 +129,11 @@ func TestChainFailure(t *testing.T) {
 	require.Equal(t, baton.Success, st[0].Record.State)
 	require.Equal(t, baton.Failure, st[1].Record.State)
 	for _, s := range st[2:] {
-		require.Equal(t, baton.Revoked, s.Record.State)
-		require.Contains(t, s.Record.Error, "parent "+st[1].Record.ID+" failed")
+		require.Equal(t, baton.Failure, s.Record.State, "a skipped step fails with its parent's error (Celery's states)")
+		require.Contains(t, s.Record.Error, "parent "+st[1].Record.ID+" failed: boom on 2")
 		_, err := b.client.HandleFor(s.Record.ID).Wait(ctx)
-		require.True(t, errors.Is(err, baton.ErrRevoked), "waiter on a revoked step returns at once: %v", err)
+		_ = requireTaskError(t, err, baton.Failure, "boom on 2")
+		require.False(t, errors.Is(err, baton.ErrRevoked), "a skipped step is not revoked: %v", err)
 	}
 	require.Zero(t, ran.Load())
 }
@@ -380,4 +381,24 @@ func TestChordBodyOnceWithTwoWorkers(t *testing.T) {
 	steps, err := wf.Steps(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, steps[len(steps)-1].Record.Executions)
+}
+
+// TestChainExpiredStep: a step that expires is REVOKED, and so are the steps
+// it skips (a revocation is not a failure), naming it.
+func TestChainExpiredStep(t *testing.T) {
+	b := setup(t)
+	canvasWorker(t, b)
+	ctx := ctxTimeout(t, 20*time.Second)
+	late := &baton.EnqueueOpts{Countdown: 1200 * time.Millisecond, ExpiresIn: 100 * time.Millisecond}
+	wf, err := b.client.Submit(ctx, baton.Chain(incr.S(1, late), incr.Sig(nil), incr.Sig(nil)), nil)
+	require.NoError(t, err)
+	_, err = wf.Wait(ctx)
+	require.Error(t, err)
+	st, err := wf.Steps(ctx)
+	require.NoError(t, err)
+	require.Equal(t, baton.Revoked, st[0].Record.State)
+	for _, s := range st[1:] {
+		r := waitState(t, b, s.Record.ID, baton.Revoked)
+		require.Contains(t, r.Error, "parent "+st[0].Record.ID+" was revoked: expired")
+	}
 }

@@ -10,6 +10,9 @@ type TaskInfo struct {
 	Kind       string
 	Queue      string
 	WorkflowID string
+	// ParentID is the task whose result this one received in its workflow
+	// ("" for a first step or a task enqueued on its own).
+	ParentID string
 	// Retries is how many attempts failed before this one (0 on the first).
 	Retries int
 	// MaxRetries is the task's effective retry budget.
@@ -18,7 +21,7 @@ type TaskInfo struct {
 
 func withTaskInfo(ctx context.Context, m *message, retries, maxRetries int) context.Context {
 	return context.WithValue(ctx, taskInfoKey{}, TaskInfo{ID: m.ID, Kind: m.Kind, Queue: m.Queue, WorkflowID: m.Workflow,
-		Retries: retries, MaxRetries: maxRetries})
+		ParentID: m.Parent, Retries: retries, MaxRetries: maxRetries})
 }
 
 // InfoFrom returns the running task's info inside a handler.

@@ -36,10 +36,12 @@
 //	wf, _ := c.Submit(ctx, baton.Chord(baton.Group(Fetch.S(a, nil), Fetch.S(b, nil)), Analyze.Sig(nil)), nil)
 //	err := wf.Get(ctx, &result)
 //
-// Every task id of a workflow is assigned at submit; failures revoke the steps
-// after them; compensations (sagas), error callbacks and cancel are on
-// Signature and Client. See package chain for the semantics and the JSON
-// form.
+// Every task id of a workflow is assigned at submit; a step that fails for
+// good fails the steps after it. Link and on_error callbacks go on any task,
+// chain, group or chord (WithLink, WithOnError); a handler can replace its
+// task with a canvas (return nil, baton.Replace(cv)); SubmitOpts.Input feeds
+// the first steps. Compensations (sagas) and cancel are on Signature and
+// Client. See package chain for the semantics and the JSON form.
 //
 // # Guarantees
 //

@@ -11,8 +11,9 @@ var (
 	// ErrNotFound is returned when the result backend has no record of a task id:
 	// it was never enqueued, or its record expired.
 	ErrNotFound = errors.New("baton: task not found")
-	// ErrRevoked is wrapped by the error of a task that was revoked (expired,
-	// cancelled, or skipped because a step before it failed).
+	// ErrRevoked is wrapped by the error of a task that was revoked: expired,
+	// cancelled, or skipped because a step before it was. (A step skipped
+	// because one before it failed ends FAILURE with that step's error.)
 	ErrRevoked = errors.New("baton: task revoked")
 	// ErrCancelled is wrapped by the error of a task or workflow cancelled by a caller.
 	ErrCancelled = errors.New("baton: cancelled")

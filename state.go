@@ -12,5 +12,5 @@ const (
 	Retry   = backend.Retry   // failed, another attempt is scheduled
 	Success = backend.Success // finished with a result (terminal)
 	Failure = backend.Failure // failed for good (terminal)
-	Revoked = backend.Revoked // will not run: expired, cancelled, or a parent failed (terminal)
+	Revoked = backend.Revoked // will not run: expired or cancelled (terminal)
 )

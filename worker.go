@@ -323,6 +323,10 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 	case Failure, Revoked:
 		log.Info("already finished", "state", st.State)
 		return w.afterFailure(ctx, m, st.State, st.Error)
+	case backend.Replaced:
+		// Its handler replaced it with a workflow, which ends it.
+		log.Info("already replaced; the replacement ends it", "replacement", st.Replaced)
+		return nil
 	}
 
 	if err := waitUntil(ctx, st.NextTry); err != nil { // nor before a retry's recorded time
@@ -350,6 +354,9 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 
 	start := time.Now()
 	res, herr := w.invoke(withTaskInfo(ctx, m, retried, maxRetries), def, m, timeout)
+	if rp := (*replaceError)(nil); errors.As(herr, &rp) {
+		return w.replace(ctx, log, m, retried, rp.canvas, start)
+	}
 	if herr == nil {
 		return w.succeed(ctx, log, m, retried, res, start)
 	}
@@ -404,7 +411,8 @@ func (w *Worker) succeed(ctx context.Context, log *slog.Logger, m *message, retr
 	outs := []backend.Outcome{{ID: m.ID, State: Success, Result: res, Retries: retried, Meta: &meta}}
 	var final *chain.Plan
 	if m.Workflow != "" {
-		if plan, _, err := w.plan(ctx, m); err == nil && m.Node < len(plan.Nodes) && plan.IsFinal(m.Node) {
+		// (unless links are to run first: they are enqueued before the end)
+		if plan, _, err := w.plan(ctx, m); err == nil && m.Node < len(plan.Nodes) && plan.IsFinal(m.Node) && !plan.LinksOnPath(m.Node) {
 			final = plan
 			outs = append(outs, backend.Outcome{ID: m.Workflow, State: Success, Result: res})
 		}
@@ -422,10 +430,7 @@ func (w *Worker) succeed(ctx context.Context, log *slog.Logger, m *message, retr
 		return w.afterRecorded(ctx, m, sts[0])
 	}
 	if final != nil {
-		if sts[1].Written {
-			metrics.WorkflowFinished(final.Kind(), "success")
-		}
-		return nil
+		return w.workflowEnded(ctx, final, endOf(m.Workflow, sts[1]))
 	}
 	return w.afterSuccess(ctx, m, res, false)
 }

@@ -188,6 +188,9 @@ type Status struct {
 	// Written is true when Finish wrote the outcome; false when the record
 	// was terminal already and was kept (Result and Error are then its).
 	Written bool
+	// Replaced is the id of the workflow that replaced the task (Start's
+	// answer Replaced only).
+	Replaced string
 }
 
 // StartRequest asks to move a task to STARTED.
@@ -215,6 +218,21 @@ func (b *Backend) Supersede(ctx context.Context, id, delivery string) (bool, err
 	}
 	n, _ := c.res.(int64)
 	return n == 1, nil
+}
+
+// Replaced is Start's answer for a task that replaced itself with a
+// workflow (MarkReplaced): its handler ran and must not run again; the task
+// ends when the workflow does. Not a state that is ever stored.
+const Replaced State = "REPLACED"
+
+// MarkReplaced records that workflow replacement replaces running task id.
+// A terminal task is left as it is.
+func (b *Backend) MarkReplaced(ctx context.Context, id, replacement string) error {
+	c := &call{script: replacedScript, keys: []string{TaskKey(id)}, args: []any{replacement, b.ttlMS}}
+	if err := b.pipe.do(ctx, c); err != nil {
+		return fmt.Errorf("backend: record the replacement of %s: %w", id, err)
+	}
+	return nil
 }
 
 // Superseded reports whether delivery of task id was replaced.
@@ -363,6 +381,9 @@ func statusOf(v any) (Status, error) {
 	}
 	if len(arr) > 4 {
 		s.Written = fmt.Sprint(arr[4]) == "w"
+	}
+	if len(arr) > 5 {
+		s.Replaced = fmt.Sprint(arr[5])
 	}
 	if r := fmt.Sprint(arr[1]); r != "" {
 		s.Result = json.RawMessage(r)

@@ -20,8 +20,12 @@ func Tag(id string) string {
 // TaskKey is the hash holding one task's record.
 func TaskKey(id string) string { return prefix + "task:{" + Tag(id) + "}:" + id }
 
-// WorkflowKey is the hash holding one workflow's record.
-func WorkflowKey(wfID string) string { return prefix + "wf:{" + Tag(wfID) + "}" }
+// WorkflowKey is the hash holding one workflow's record. A workflow started
+// from inside another ("<task id>.r", a task's replacement) shares its slot.
+func WorkflowKey(wfID string) string {
+	tag := Tag(wfID)
+	return prefix + "wf:{" + tag + "}" + wfID[len(tag):]
+}
 
 // ChordKey is the hash collecting a chord's header results, field per index.
 func ChordKey(wfID, chordID string) string { return prefix + "chord:{" + Tag(wfID) + "}:" + chordID }

@@ -25,6 +25,9 @@ type Record struct {
 	// Payload is the task's arguments, kept when it fails for good so the
 	// failure can be inspected and replayed.
 	Payload json.RawMessage `json:"payload,omitempty"`
+	// Replaced is the id of the workflow the task replaced itself with
+	// (baton.Replace); the task ends when that workflow does.
+	Replaced string `json:"replaced,omitempty"`
 }
 
 // Duration is the time from start to finish, zero while running.
@@ -51,6 +54,7 @@ const (
 	fParent     = "parent"
 	fWorkflow   = "workflow"
 	fPayload    = "payload"
+	fReplaced   = "replaced"
 )
 
 func ms(t time.Time) string {
@@ -81,6 +85,7 @@ func recordFromHash(id string, h map[string]string) *Record {
 		NextTryAt:  fromMS(h[fNextTry]),
 		ParentID:   h[fParent],
 		WorkflowID: h[fWorkflow],
+		Replaced:   h[fReplaced],
 	}
 	r.Retries, _ = strconv.Atoi(h[fRetries])
 	r.Executions, _ = strconv.Atoi(h[fExecutions])

@@ -32,16 +32,18 @@ return 1
 // Returns {state, result, error[, next_try]}: state is STARTED when the caller
 // should run the task (next_try is the recorded time of this retry, unix ms,
 // "0" if none), else the terminal state found (or REVOKED for a cancelled
-// workflow).
+// workflow), or REPLACED with the replacement's id as sixth element for a
+// task that replaced itself with a workflow (its handler must not run again).
 var startScript = redis.NewScript(`
 if ARGV[6] ~= "" and redis.call("HEXISTS", KEYS[1], "sup:" .. ARGV[6]) == 1 then
   return {"SUPERSEDED", "", ""}
 end
-local cur = redis.call("HMGET", KEYS[1], "state", "result", "error", "next_try")
+local cur = redis.call("HMGET", KEYS[1], "state", "result", "error", "next_try", "replaced")
 local st = cur[1]
 if st == "SUCCESS" or st == "FAILURE" or st == "REVOKED" then
   return {st, cur[2] or "", cur[3] or ""}
 end
+if cur[5] then return {"REPLACED", "", "", "0", "", cur[5]} end
 if ARGV[4] == "1" and redis.call("HGET", KEYS[2], "cancelled") == "1" then
   local reason = redis.call("HGET", KEYS[2], "cancel_reason") or "workflow cancelled"
   redis.call("HSET", KEYS[1], "state", "REVOKED", "error", reason, "finished", ARGV[2])
@@ -152,4 +154,19 @@ for k = 1, #KEYS do
   end
 end
 return out
+`)
+
+// replacedScript records on a running task the id of the workflow that
+// replaces it, unless the task is terminal already (its replacement may have
+// ended first).
+//
+// KEYS[1] task key
+// ARGV[1] replacement workflow id; ARGV[2] ttl (ms)
+// Returns 1 when recorded, 0 when the task was terminal.
+var replacedScript = redis.NewScript(`
+local st = redis.call("HGET", KEYS[1], "state")
+if st == "SUCCESS" or st == "FAILURE" or st == "REVOKED" then return 0 end
+redis.call("HSET", KEYS[1], "replaced", ARGV[1])
+redis.call("PEXPIRE", KEYS[1], ARGV[2])
+return 1
 `)

@@ -11,14 +11,16 @@ import (
 // The JSON form of a canvas, for producers that are not Go programs. A node
 // is an object with exactly one of these keys:
 //
-//	{"task": "fetch", "args": {...}, "options": {...}, "immutable": false,
+//	{"task": "fetch", "args": {...} or [...], "options": {...}, "immutable": false,
 //	 "result_field": "input", "continue_on_failure": false,
-//	 "on_error": {node}, "compensate": {node}}
-//	{"chain": [node, ...]}
-//	{"group": [node, ...]}
-//	{"chord": {"header": [node, ...], "body": node}}
+//	 "link": {task}, "on_error": {task}, "compensate": {task}}
+//	{"chain": [node, ...], "link": {task}, "on_error": {task}}
+//	{"group": [node, ...], "link": {task}, "on_error": {task}}
+//	{"chord": {"header": [node, ...], "body": node}, "link": {task}, "on_error": {task}}
 //
-// A JSON document is a tree, so a canvas cannot contain a cycle.
+// "link" and "on_error" are optional on every node; a group and a chord
+// header may be empty ([]). A JSON document is a tree, so a canvas cannot
+// contain a cycle.
 
 // Parse decodes a JSON canvas. Errors name the JSON path of the first
 // problem, e.g. `$.chain[1].chord.body: missing task kind`.
@@ -47,7 +49,7 @@ var nodeKeys = []string{"task", "chain", "group", "chord"}
 const MaxDepth = 64
 
 func parseNode(raw json.RawMessage, path string) (Canvas, error) {
-	if depth := strings.Count(path, "[") + strings.Count(path, ".on_error") + strings.Count(path, ".compensate"); depth > MaxDepth {
+	if depth := strings.Count(path, "[") + strings.Count(path, ".on_error") + strings.Count(path, ".compensate") + strings.Count(path, ".link"); depth > MaxDepth {
 		return nil, fmt.Errorf("%s: canvas nested more than %d levels deep: flatten it", path, MaxDepth)
 	}
 	var obj map[string]json.RawMessage
@@ -70,8 +72,8 @@ func parseNode(raw json.RawMessage, path string) (Canvas, error) {
 	case "task":
 		return parseSig(raw, obj, path)
 	case "chain", "group":
-		if len(obj) != 1 {
-			return nil, fmt.Errorf("%s: unexpected keys beside %q: %s", path, found[0], strings.Join(quoted(without(keysOf(obj), found[0])), ", "))
+		if err := onlyKeys(obj, path, found[0]); err != nil {
+			return nil, err
 		}
 		var items []json.RawMessage
 		if err := json.Unmarshal(obj[found[0]], &items); err != nil {
@@ -85,13 +87,17 @@ func parseNode(raw json.RawMessage, path string) (Canvas, error) {
 			}
 			nodes[i] = n
 		}
-		if found[0] == "chain" {
-			return &Chain{Steps: nodes}, nil
+		cb, err := parseCallbacks(obj, path)
+		if err != nil {
+			return nil, err
 		}
-		return &Group{Members: nodes}, nil
+		if found[0] == "chain" {
+			return &Chain{Steps: nodes, Callbacks: cb}, nil
+		}
+		return &Group{Members: nodes, Callbacks: cb}, nil
 	default: // chord
-		if len(obj) != 1 {
-			return nil, fmt.Errorf("%s: unexpected keys beside \"chord\": %s", path, strings.Join(quoted(without(keysOf(obj), "chord")), ", "))
+		if err := onlyKeys(obj, path, "chord"); err != nil {
+			return nil, err
 		}
 		var ch struct {
 			Header []json.RawMessage `json:"header"`
@@ -102,13 +108,10 @@ func parseNode(raw json.RawMessage, path string) (Canvas, error) {
 		if err := d.Decode(&ch); err != nil {
 			return nil, fmt.Errorf("%s.chord: expected {\"header\": [nodes], \"body\": node}: %w", path, err)
 		}
-		if len(ch.Header) == 0 {
-			return nil, fmt.Errorf("%s.chord.header: a chord needs at least one header task", path)
-		}
 		if len(ch.Body) == 0 {
 			return nil, fmt.Errorf("%s.chord.body: a chord needs a body", path)
 		}
-		g := &Group{}
+		g := &Group{Members: []Canvas{}}
 		for i, it := range ch.Header {
 			n, err := parseNode(it, fmt.Sprintf("%s.chord.header[%d]", path, i))
 			if err != nil {
@@ -120,8 +123,58 @@ func parseNode(raw json.RawMessage, path string) (Canvas, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Chord{Header: g, Body: body}, nil
+		cb, err := parseCallbacks(obj, path)
+		if err != nil {
+			return nil, err
+		}
+		return &Chord{Header: g, Body: body, Callbacks: cb}, nil
 	}
+}
+
+// onlyKeys refuses keys beside a chain, group or chord other than its
+// callbacks.
+func onlyKeys(obj map[string]json.RawMessage, path, node string) error {
+	var extra []string
+	for _, k := range keysOf(obj) {
+		if k != node && k != "link" && k != "on_error" {
+			extra = append(extra, k)
+		}
+	}
+	if len(extra) > 0 {
+		return fmt.Errorf("%s: unexpected keys beside %q: %s (a %s node takes only \"link\" and \"on_error\" besides)", path, node, strings.Join(quoted(extra), ", "), node)
+	}
+	return nil
+}
+
+// parseCallbacks reads the "link" and "on_error" of a chain, group or chord.
+func parseCallbacks(obj map[string]json.RawMessage, path string) (Callbacks, error) {
+	var cb Callbacks
+	for _, c := range []struct {
+		key string
+		dst **Signature
+	}{{"link", &cb.Link}, {"on_error", &cb.OnError}} {
+		if raw, ok := obj[c.key]; ok {
+			s, err := parseCallback(raw, path+"."+c.key)
+			if err != nil {
+				return Callbacks{}, err
+			}
+			*c.dst = s
+		}
+	}
+	return cb, nil
+}
+
+// parseCallback reads a callback, which must be a single task.
+func parseCallback(raw json.RawMessage, path string) (*Signature, error) {
+	n, err := parseNode(raw, path)
+	if err != nil {
+		return nil, err
+	}
+	cs, ok := n.(*Signature)
+	if !ok {
+		return nil, fmt.Errorf("%s: must be a single task, not a %T", path, n)
+	}
+	return cs, nil
 }
 
 func parseSig(raw json.RawMessage, obj map[string]json.RawMessage, path string) (*Signature, error) {
@@ -133,6 +186,7 @@ func parseSig(raw json.RawMessage, obj map[string]json.RawMessage, path string) 
 		ResultField string          `json:"result_field"`
 		Continue    bool            `json:"continue_on_failure"`
 		OnError     json.RawMessage `json:"on_error"`
+		Link        json.RawMessage `json:"link"`
 		Compensate  json.RawMessage `json:"compensate"`
 	}
 	d := json.NewDecoder(bytes.NewReader(raw))
@@ -154,17 +208,13 @@ func parseSig(raw json.RawMessage, obj map[string]json.RawMessage, path string) 
 		key string
 		raw json.RawMessage
 		dst **Signature
-	}{{"on_error", s.OnError, &sig.OnError}, {"compensate", s.Compensate, &sig.Compensate}} {
+	}{{"on_error", s.OnError, &sig.OnError}, {"link", s.Link, &sig.Link}, {"compensate", s.Compensate, &sig.Compensate}} {
 		if len(cb.raw) == 0 {
 			continue
 		}
-		n, err := parseNode(cb.raw, path+"."+cb.key)
+		cs, err := parseCallback(cb.raw, path+"."+cb.key)
 		if err != nil {
 			return nil, err
-		}
-		cs, ok := n.(*Signature)
-		if !ok {
-			return nil, fmt.Errorf("%s.%s: must be a single task, not a %T", path, cb.key, n)
 		}
 		*cb.dst = cs
 	}
@@ -179,25 +229,32 @@ func toJSON(c Canvas) any {
 	case *Signature:
 		return n
 	case *Chain:
-		out := make([]any, len(n.Steps))
-		for i, s := range n.Steps {
-			out[i] = toJSON(s)
-		}
-		return map[string]any{"chain": out}
+		return withCallbacks(map[string]any{"chain": listJSON(n.Steps)}, n.Callbacks)
 	case *Group:
-		out := make([]any, len(n.Members))
-		for i, s := range n.Members {
-			out[i] = toJSON(s)
-		}
-		return map[string]any{"group": out}
+		return withCallbacks(map[string]any{"group": listJSON(n.Members)}, n.Callbacks)
 	case *Chord:
-		h := make([]any, len(n.Header.Members))
-		for i, s := range n.Header.Members {
-			h[i] = toJSON(s)
-		}
-		return map[string]any{"chord": map[string]any{"header": h, "body": toJSON(n.Body)}}
+		ch := map[string]any{"header": listJSON(n.headerMembers()), "body": toJSON(n.Body)}
+		return withCallbacks(map[string]any{"chord": ch}, n.Callbacks)
 	}
 	return nil
+}
+
+func listJSON(cs []Canvas) []any {
+	out := make([]any, len(cs))
+	for i, c := range cs {
+		out[i] = toJSON(c)
+	}
+	return out
+}
+
+func withCallbacks(m map[string]any, cb Callbacks) map[string]any {
+	if cb.Link != nil {
+		m["link"] = cb.Link
+	}
+	if cb.OnError != nil {
+		m["on_error"] = cb.OnError
+	}
+	return m
 }
 
 func keysOf(m map[string]json.RawMessage) []string {
@@ -206,16 +263,6 @@ func keysOf(m map[string]json.RawMessage) []string {
 		out = append(out, k)
 	}
 	sort.Strings(out)
-	return out
-}
-
-func without(ks []string, drop string) []string {
-	var out []string
-	for _, k := range ks {
-		if k != drop {
-			out = append(out, k)
-		}
-	}
 	return out
 }
 
@@ -236,13 +283,15 @@ func walk(c Canvas, path string, fn func(string, *Signature) error) error {
 		if err := fn(path, n); err != nil {
 			return err
 		}
-		if n.OnError != nil {
-			if err := walk(n.OnError, path+".on_error", fn); err != nil {
-				return err
+		for _, cb := range []struct {
+			name string
+			sig  *Signature
+		}{{"on_error", n.OnError}, {"link", n.Link}, {"compensate", n.Compensate}} {
+			if cb.sig != nil {
+				if err := walk(cb.sig, path+"."+cb.name, fn); err != nil {
+					return err
+				}
 			}
-		}
-		if n.Compensate != nil {
-			return walk(n.Compensate, path+".compensate", fn)
 		}
 	case *Chain:
 		for i, s := range n.Steps {
@@ -250,19 +299,36 @@ func walk(c Canvas, path string, fn func(string, *Signature) error) error {
 				return err
 			}
 		}
+		return walkCallbacks(n.Callbacks, path, fn)
 	case *Group:
 		for i, s := range n.Members {
 			if err := walk(s, fmt.Sprintf("%s.group[%d]", path, i), fn); err != nil {
 				return err
 			}
 		}
+		return walkCallbacks(n.Callbacks, path, fn)
 	case *Chord:
-		for i, s := range n.Header.Members {
+		for i, s := range n.headerMembers() {
 			if err := walk(s, fmt.Sprintf("%s.chord.header[%d]", path, i), fn); err != nil {
 				return err
 			}
 		}
-		return walk(n.Body, path+".chord.body", fn)
+		if err := walk(n.Body, path+".chord.body", fn); err != nil {
+			return err
+		}
+		return walkCallbacks(n.Callbacks, path, fn)
+	}
+	return nil
+}
+
+func walkCallbacks(cb Callbacks, path string, fn func(string, *Signature) error) error {
+	if cb.Link != nil {
+		if err := walk(cb.Link, path+".link", fn); err != nil {
+			return err
+		}
+	}
+	if cb.OnError != nil {
+		return walk(cb.OnError, path+".on_error", fn)
 	}
 	return nil
 }

@@ -15,6 +15,8 @@ func FuzzParseCanvas(f *testing.F) {
 		`{"chord":{"header":[{"task":"fetch","args":"u1"},{"task":"fetch","args":"u2"}],"body":{"task":"analyze"}}}`,
 		`{"task":"charge","options":{"queue":"pay","max_retries":3,"retry_delay":"2s"},"on_error":{"task":"alert"},"compensate":{"task":"refund"}}`,
 		`{"chain":[{"chord":{"header":[{"group":[{"task":"a"}]}],"body":{"chain":[{"task":"b"},{"task":"c"}]}}},{"task":"d"}]}`,
+		`{"chain":[{"task":"a","args":[1],"link":{"task":"l"}},{"group":[]}],"on_error":{"task":"e"},"link":{"task":"l2","args":[]}}`,
+		`{"chord":{"header":[{"group":[{"task":"a"},{"group":[]}]}],"body":{"task":"b"}},"link":{"task":"l"}}`,
 		`{"task":"a","chain":[]}`, `{"chain":[]}`, `{"chord":{"header":[],"body":{"task":"x"}}}`,
 		`{"task":""}`, `{"task":"a","args":null,"options":null}`, `{"task":"a","on_error":{"chain":[{"task":"b"}]}}`,
 		`{"task":"a","Args":[1]}`, `{"task":"a"} {}`, `[]`, `null`, `"task"`, ``,

@@ -22,6 +22,10 @@ type Node struct {
 	Children []int      `json:"c,omitempty"`
 	TaskID   string     `json:"id,omitempty"`
 	Sig      *Signature `json:"s,omitempty"`
+	// Link and OnError are the callbacks of a chain, group or chord node as
+	// a whole; a task's own are in Sig.
+	Link    *Signature `json:"l,omitempty"`
+	OnError *Signature `json:"e,omitempty"`
 }
 
 // Plan is a canvas compiled for one workflow: a flat tree with every task's
@@ -29,9 +33,21 @@ type Node struct {
 type Plan struct {
 	Workflow string `json:"wf"`
 	Nodes    []Node `json:"nodes"` // Nodes[0] is the root
+	// Input is fed to the first steps as if it were a previous result; nil
+	// for none.
+	Input json.RawMessage `json:"in,omitempty"`
+	// Awaiter says who waits for the workflow to end (a task it replaces);
+	// opaque to this package.
+	Awaiter json.RawMessage `json:"aw,omitempty"`
 }
 
-// Compile turns a canvas into the plan of workflow wfID.
+// emptyList is the result of an empty group.
+var emptyList = json.RawMessage("[]")
+
+// Compile turns a canvas into the plan of workflow wfID. Groups directly
+// inside groups (chord headers included) are unrolled into them and chains
+// directly inside chains spliced into them, unless the inner node has
+// callbacks of its own; task ids are the same either way.
 func Compile(wfID string, c Canvas) (*Plan, error) {
 	if err := Validate(c); err != nil {
 		return nil, err
@@ -42,7 +58,10 @@ func Compile(wfID string, c Canvas) (*Plan, error) {
 	add = func(c Canvas, parent, index int) int {
 		idx := len(p.Nodes)
 		p.Nodes = append(p.Nodes, Node{Parent: parent, Index: index})
-		var kids []Canvas
+		var (
+			kids []Canvas
+			cb   Callbacks
+		)
 		switch v := c.(type) {
 		case *Signature:
 			n++
@@ -53,14 +72,19 @@ func Compile(wfID string, c Canvas) (*Plan, error) {
 			return idx
 		case *Chain:
 			p.Nodes[idx].Type = TypeChain
-			kids = v.Steps
+			kids, cb = splice(v.Steps), v.Callbacks
 		case *Group:
 			p.Nodes[idx].Type = TypeGroup
-			kids = v.Members
+			kids, cb = unroll(v.Members), v.Callbacks
 		case *Chord:
 			p.Nodes[idx].Type = TypeChord
-			kids = []Canvas{v.Header, v.Body}
+			header := v.Header
+			if header == nil {
+				header = &Group{}
+			}
+			kids, cb = []Canvas{header, v.Body}, v.Callbacks
 		}
+		p.Nodes[idx].Link, p.Nodes[idx].OnError = cb.Link, cb.OnError
 		children := make([]int, len(kids))
 		for i, k := range kids {
 			children[i] = add(k, idx, i)
@@ -70,6 +94,50 @@ func Compile(wfID string, c Canvas) (*Plan, error) {
 	}
 	add(c, -1, 0)
 	return p, nil
+}
+
+// unroll splices the members of groups without callbacks into the list of a
+// group's members, recursively (Celery unrolls nested groups).
+func unroll(members []Canvas) []Canvas {
+	return flatten(members, func(c Canvas) ([]Canvas, bool) {
+		g, ok := c.(*Group)
+		return g.members(), ok && g.Callbacks.empty()
+	})
+}
+
+// splice does for chains in a chain what unroll does for groups.
+func splice(steps []Canvas) []Canvas {
+	return flatten(steps, func(c Canvas) ([]Canvas, bool) {
+		ch, ok := c.(*Chain)
+		return ch.steps(), ok && ch.Callbacks.empty()
+	})
+}
+
+// flatten replaces each item that inner accepts by its children, recursively.
+func flatten(items []Canvas, inner func(Canvas) ([]Canvas, bool)) []Canvas {
+	out := make([]Canvas, 0, len(items))
+	for _, it := range items {
+		if kids, ok := inner(it); ok {
+			out = append(out, flatten(kids, inner)...)
+			continue
+		}
+		out = append(out, it)
+	}
+	return out
+}
+
+func (g *Group) members() []Canvas {
+	if g == nil {
+		return nil
+	}
+	return g.Members
+}
+
+func (c *Chain) steps() []Canvas {
+	if c == nil {
+		return nil
+	}
+	return c.Steps
 }
 
 // Kind is the root node's type, the workflow's canvas kind.
@@ -108,66 +176,235 @@ type Dispatch struct {
 	Parent string // id of the task whose result it received, if any
 }
 
-// Start returns the tasks that begin node, fed input (nil for none).
-func (p *Plan) Start(node int, input json.RawMessage, parent string) ([]Dispatch, error) {
-	n := &p.Nodes[node]
-	switch n.Type {
-	case TypeTask:
-		args, err := n.Sig.Input(input)
-		if err != nil {
-			return nil, fmt.Errorf("step %s (%s): %w", n.TaskID, n.Sig.Kind, err)
-		}
-		return []Dispatch{{Node: node, TaskID: n.TaskID, Sig: n.Sig, Args: args, Parent: parent}}, nil
-	case TypeChain, TypeChord:
-		return p.Start(n.Children[0], input, parent)
-	case TypeGroup:
-		var out []Dispatch
-		for _, c := range n.Children {
-			d, err := p.Start(c, input, parent)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, d...)
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("plan: unknown node type %q", n.Type)
-}
-
-// Action is what follows a node's completion.
+// Action is what follows a step, a node's start or its completion. Every
+// part of it is idempotent to carry out, so a redelivered step can carry
+// it out again.
 type Action struct {
-	// Dispatch: enqueue these tasks.
+	// Callbacks to enqueue under their fixed ids.
+	Callbacks []Callback
+	// Dispatch: tasks to enqueue.
 	Dispatch []Dispatch
-	// Join: store the result at Index of group node Group (of Size members);
-	// when all are in, the group completes with the ordered list.
-	Join  bool
-	Group int
-	Index int
-	Size  int
+	// Joins: results to store in groups; a group whose results are all in
+	// completes (Complete(j.Group, list, j.Last)).
+	Joins []Join
 	// Done: the workflow finished with Result.
 	Done   bool
 	Result json.RawMessage
 }
 
-// Complete says what follows node finishing with result. lastTask is the id
-// of the task whose completion this is (recorded as the next step's parent).
-func (p *Plan) Complete(node int, result json.RawMessage, lastTask string) (Action, error) {
+// Join stores Result at Index of group node Group (of Size members).
+type Join struct {
+	Group  int
+	Index  int
+	Size   int
+	Result json.RawMessage
+	// Last is the task whose completion this is (the next step's parent).
+	Last string
+}
+
+// Callback is a link or on_error callback to run once, under a fixed id.
+type Callback struct {
+	ID    string
+	Node  int    // the node it belongs to
+	Event string // "link" or "on_error"
+	Sig   *Signature
+	Args  json.RawMessage // its payload: Sig fed the result or the ErrorInfo
+}
+
+// Callback events.
+const (
+	EventLink    = "link"
+	EventOnError = "on_error"
+)
+
+func (a *Action) merge(b Action) {
+	a.Callbacks = append(a.Callbacks, b.Callbacks...)
+	a.Dispatch = append(a.Dispatch, b.Dispatch...)
+	a.Joins = append(a.Joins, b.Joins...)
+	if b.Done {
+		a.Done, a.Result = true, b.Result
+	}
+}
+
+// Start returns what begins node fed input (nil for none): its first tasks,
+// or, for an empty group, its completion with [].
+func (p *Plan) Start(node int, input json.RawMessage, parent string) (Action, error) {
 	n := &p.Nodes[node]
-	if n.Parent < 0 {
-		return Action{Done: true, Result: result}, nil
-	}
-	parent := &p.Nodes[n.Parent]
-	switch parent.Type {
-	case TypeChain, TypeChord:
-		if n.Index+1 < len(parent.Children) {
-			d, err := p.Start(parent.Children[n.Index+1], result, lastTask)
-			return Action{Dispatch: d}, err
+	switch n.Type {
+	case TypeTask:
+		args, err := n.Sig.Input(input)
+		if err != nil {
+			return Action{}, fmt.Errorf("step %s (%s): %w", n.TaskID, n.Sig.Kind, err)
 		}
-		return p.Complete(n.Parent, result, lastTask)
+		return Action{Dispatch: []Dispatch{{Node: node, TaskID: n.TaskID, Sig: n.Sig, Args: args, Parent: parent}}}, nil
+	case TypeChain, TypeChord:
+		return p.Start(n.Children[0], input, parent)
 	case TypeGroup:
-		return Action{Join: true, Group: n.Parent, Index: n.Index, Size: len(parent.Children)}, nil
+		if len(n.Children) == 0 {
+			return p.Complete(node, emptyList, parent)
+		}
+		var out Action
+		for _, c := range n.Children {
+			a, err := p.Start(c, input, parent)
+			if err != nil {
+				return Action{}, err
+			}
+			out.merge(a)
+		}
+		return out, nil
 	}
-	return Action{}, fmt.Errorf("plan: node %d has a parent of type %q", node, parent.Type)
+	return Action{}, fmt.Errorf("plan: unknown node type %q", n.Type)
+}
+
+// Complete says what follows node finishing with result: its success
+// callbacks and those of every node it completes with it, then the next
+// step, a group join, or the end of the workflow. lastTask is the id of the
+// task whose completion this is (recorded as the next step's parent).
+func (p *Plan) Complete(node int, result json.RawMessage, lastTask string) (Action, error) {
+	var out Action
+	for {
+		n := &p.Nodes[node]
+		if link, _ := p.callbacks(node); link != nil {
+			cb, err := p.callback(node, EventLink, link, result)
+			if err != nil {
+				return Action{}, err
+			}
+			out.Callbacks = append(out.Callbacks, cb)
+		}
+		if n.Parent < 0 {
+			out.Done, out.Result = true, result
+			return out, nil
+		}
+		parent := &p.Nodes[n.Parent]
+		switch parent.Type {
+		case TypeChain, TypeChord:
+			if n.Index+1 < len(parent.Children) {
+				a, err := p.Start(parent.Children[n.Index+1], result, lastTask)
+				if err != nil {
+					return Action{}, err
+				}
+				out.merge(a)
+				return out, nil
+			}
+			node = n.Parent
+		case TypeGroup:
+			out.Joins = append(out.Joins, Join{Group: n.Parent, Index: n.Index, Size: len(parent.Children), Result: result, Last: lastTask})
+			return out, nil
+		default:
+			return Action{}, fmt.Errorf("plan: node %d has a parent of type %q", node, parent.Type)
+		}
+	}
+}
+
+// callbacks returns node's success and error callbacks: a task's from its
+// signature, a chain's, group's or chord's from the node.
+func (p *Plan) callbacks(node int) (link, onError *Signature) {
+	n := &p.Nodes[node]
+	if n.Sig != nil {
+		return n.Sig.Link, n.Sig.OnError
+	}
+	return n.Link, n.OnError
+}
+
+func (p *Plan) callback(node int, event string, sig *Signature, input json.RawMessage) (Callback, error) {
+	args, err := sig.Input(input)
+	if err != nil {
+		return Callback{}, fmt.Errorf("%s callback %q of %s: %w", event, sig.Kind, p.describe(node), err)
+	}
+	return Callback{ID: p.CallbackID(node, event), Node: node, Event: event, Sig: sig, Args: args}, nil
+}
+
+// CallbackID is the fixed id of node's link or on_error callback: the
+// task's id + ".link" / ".err", or "<workflow>.n<node>.link" / ".err" for a
+// chain, group or chord.
+func (p *Plan) CallbackID(node int, event string) string {
+	suffix := ".link"
+	if event == EventOnError {
+		suffix = ".err"
+	}
+	if id := p.Nodes[node].TaskID; id != "" {
+		return id + suffix
+	}
+	return p.Workflow + ".n" + strconv.Itoa(node) + suffix
+}
+
+// describe names a node for messages: a task's id, else its type and index.
+func (p *Plan) describe(node int) string {
+	if id := p.Nodes[node].TaskID; id != "" {
+		return "task " + id
+	}
+	return fmt.Sprintf("the %s at node %d", p.Nodes[node].Type, node)
+}
+
+// Failed returns the error callbacks to run, once each, when task node
+// fails for good, fed info (an ErrorInfo): the task's own, those of every
+// chain, group and chord that encloses it (so a canvas's on_error fires once
+// however many of its tasks fail), and, when the task is in a chord's
+// header (or a group followed by a step in a chain, the same thing), those
+// of the body that will not run (and of its members when the body is a
+// group), innermost first.
+func (p *Plan) Failed(node int, info json.RawMessage) ([]Callback, error) {
+	var out []Callback
+	add := func(n int) error {
+		if _, onErr := p.callbacks(n); onErr != nil {
+			cb, err := p.callback(n, EventOnError, onErr, info)
+			if err != nil {
+				return err
+			}
+			out = append(out, cb)
+		}
+		return nil
+	}
+	if err := add(node); err != nil {
+		return nil, err
+	}
+	for cur := node; p.Nodes[cur].Parent >= 0; cur = p.Nodes[cur].Parent {
+		par, c := p.Nodes[cur].Parent, p.Nodes[cur]
+		if seq := p.Nodes[par].Type; (seq == TypeChord || seq == TypeChain) && c.Type == TypeGroup && c.Index+1 < len(p.Nodes[par].Children) {
+			body := p.Nodes[par].Children[c.Index+1]
+			if err := add(body); err != nil {
+				return nil, err
+			}
+			if p.Nodes[body].Type == TypeGroup {
+				for _, m := range p.Nodes[body].Children {
+					if err := add(m); err != nil {
+						return nil, err
+					}
+				}
+			}
+		}
+		if err := add(par); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// AllCallbacks lists every link and on_error callback of the plan, in node
+// order, without args.
+func (p *Plan) AllCallbacks() []Callback {
+	var out []Callback
+	for i := range p.Nodes {
+		link, onErr := p.callbacks(i)
+		if link != nil {
+			out = append(out, Callback{ID: p.CallbackID(i, EventLink), Node: i, Event: EventLink, Sig: link})
+		}
+		if onErr != nil {
+			out = append(out, Callback{ID: p.CallbackID(i, EventOnError), Node: i, Event: EventOnError, Sig: onErr})
+		}
+	}
+	return out
+}
+
+// LinksOnPath reports whether node, or a node it completes with it on the
+// way to the root, has a success callback.
+func (p *Plan) LinksOnPath(node int) bool {
+	for cur := node; cur >= 0; cur = p.Nodes[cur].Parent {
+		if link, _ := p.callbacks(cur); link != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // Downstream lists the task nodes that can no longer run once node fails:
@@ -217,7 +454,10 @@ func (p *Plan) Position(node int) string {
 	case TypeGroup:
 		gp := n.Parent
 		if p.Nodes[gp].Parent >= 0 && p.Nodes[p.Nodes[gp].Parent].Type == TypeChord {
-			return fmt.Sprintf("header task %d of %d of a chord", n.Index+1, len(parent.Children))
+			if p.Nodes[gp].Index == 0 {
+				return fmt.Sprintf("header task %d of %d of a chord", n.Index+1, len(parent.Children))
+			}
+			return fmt.Sprintf("member %d of %d of a chord body", n.Index+1, len(parent.Children))
 		}
 		return fmt.Sprintf("member %d of %d of a group", n.Index+1, len(parent.Children))
 	}
@@ -226,20 +466,31 @@ func (p *Plan) Position(node int) string {
 
 // CheckInputs verifies, before anything runs, that every task that will
 // receive a previous result can take it: static args beside a result must be
-// a JSON object (or the signature immutable). first are the tasks that start
-// the workflow without input.
+// a JSON array or object (or the signature immutable). first are the tasks
+// that start the workflow without input. Callbacks always receive an input
+// (a result or an ErrorInfo), and are checked likewise.
 func (p *Plan) CheckInputs(first []Dispatch) error {
 	starts := map[int]bool{}
 	for _, d := range first {
 		starts[d.Node] = true
 	}
+	null := json.RawMessage("null")
 	for _, n := range p.Tasks() {
-		if starts[n] {
-			continue
-		}
 		sig := p.Nodes[n].Sig
-		if _, err := sig.Input(json.RawMessage("null")); err != nil {
-			return fmt.Errorf("%s (%s, task %q): %w", p.Nodes[n].TaskID, p.Position(n), sig.Kind, err)
+		if !starts[n] {
+			if _, err := sig.Input(null); err != nil {
+				return fmt.Errorf("%s (%s, task %q): %w", p.Nodes[n].TaskID, p.Position(n), sig.Kind, err)
+			}
+		}
+		if c := sig.Compensate; c != nil {
+			if _, err := c.Input(null); err != nil {
+				return fmt.Errorf("compensate callback %q of %s: %w", c.Kind, p.describe(n), err)
+			}
+		}
+	}
+	for _, cb := range p.AllCallbacks() {
+		if _, err := p.callback(cb.Node, cb.Event, cb.Sig, null); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -230,7 +230,7 @@ type workflowData struct {
 
 func (s *server) workflow(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	asJSON := strings.HasSuffix(id, ".json") // workflow ids never hold a '.'
+	asJSON := strings.HasSuffix(id, ".json") // no workflow id ends in ".json"
 	id = strings.TrimSuffix(id, ".json")
 	d, err := s.store.get(r.Context(), id)
 	if err != nil {
@@ -241,7 +241,7 @@ func (s *server) workflow(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, d)
 		return
 	}
-	s.render(w, r, "workflow", &workflowData{detail: d, Graph: layout(d.Plan, d.Steps), ReadOnly: s.opts.ReadOnly,
+	s.render(w, r, "workflow", &workflowData{detail: d, Graph: layout(d.Plan, d.Steps, d.Callbacks), ReadOnly: s.opts.ReadOnly,
 		Refresh: s.opts.RefreshInterval.Milliseconds(), Notice: r.URL.Query().Get("notice")})
 }
 

@@ -21,6 +21,8 @@ import (
 var stepRE = regexp.MustCompile(`<g class="step" data-task-id="([^"]+)" data-state="([^"]+)" data-kind="([^"]+)"`)
 
 // steps parses the drawn steps of a workflow page: task id → state.
+var callbackRE = regexp.MustCompile(`<g class="step callback" data-task-id="([^"]+)" data-state="([^"]+)"`)
+
 func steps(t *testing.T, html string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
@@ -118,7 +120,7 @@ func TestFailedWorkflowShowsError(t *testing.T) {
 	f.waitState(t, "broken", baton.Failure)
 	srv := f.serve(t, dash.Options{})
 	_, body := get(t, srv.URL+"/workflows/broken")
-	require.Equal(t, map[string]string{"broken.1": "SUCCESS", "broken.2": "FAILURE", "broken.3": "REVOKED"}, steps(t, body))
+	require.Equal(t, map[string]string{"broken.1": "SUCCESS", "broken.2": "FAILURE", "broken.3": "FAILURE"}, steps(t, body))
 	require.Contains(t, body, "upstream said 404 for source 10")
 	require.Equal(t, 2, strings.Count(body, `class="edge"`))
 }
@@ -259,4 +261,36 @@ func TestPagination(t *testing.T) {
 	require.Contains(t, p1, "page 1 of 3")
 	require.Contains(t, p3, `data-workflow-id="wf0"`)
 	require.Less(t, strings.Index(p1, "wf6"), strings.Index(p1, "wf5"), "newest first")
+}
+
+// TestCallbacksShown: a canvas's link and on_error callbacks are drawn
+// below it, tied to their nodes, and listed with their states.
+func TestCallbacksShown(t *testing.T) {
+	f := setup(t)
+	link := &baton.Signature{Kind: "analyze"}
+	cv := baton.Chain(
+		baton.Chord(baton.Group(&baton.Signature{Kind: "fetch", Args: []byte("1")}, &baton.Signature{Kind: "fetch", Args: []byte("2")}), link),
+		(&baton.Signature{Kind: "fetch", Args: []byte("3"), Immutable: true}).WithLink(&baton.Signature{Kind: "fetch"}),
+	).WithOnError(&baton.Signature{Kind: "fetch", Args: []byte("4"), Immutable: true})
+	_, err := f.client.Submit(context.Background(), cv, &baton.SubmitOpts{ID: "withcb"})
+	require.NoError(t, err)
+	f.waitState(t, "withcb", baton.Success)
+	f.waitState(t, "withcb.4.link", baton.Success)
+	srv := f.serve(t, dash.Options{})
+	_, body := get(t, srv.URL+"/workflows/withcb")
+	got := map[string]string{}
+	for _, m := range callbackRE.FindAllStringSubmatch(body, -1) {
+		got[m[1]] = m[2]
+	}
+	require.Len(t, got, 2)
+	require.Equal(t, "SUCCESS", got["withcb.4.link"], "the step's link ran")
+	require.Equal(t, "PENDING", got["withcb.n0.err"], "the chain's on_error never runs")
+	require.Contains(t, body, `data-event="link"`)
+	require.Contains(t, body, `data-event="on_error"`)
+	require.Equal(t, 2, strings.Count(body, `class="edge cbedge"`), "each callback is tied to its node")
+	require.Contains(t, body, "on_error of the whole chain")
+	require.Contains(t, body, "link of step 2 of 2 of a chain")
+
+	_, js := get(t, srv.URL+"/workflows/withcb.json")
+	require.Contains(t, js, `"callbacks"`)
 }

@@ -72,7 +72,10 @@ type detail struct {
 	summary
 	Plan  *chain.Plan `json:"-"`
 	Steps []stepView  `json:"steps"`
-	Final string      `json:"result,omitempty"` // excerpt of the final result
+	// Callbacks are the link and on_error callbacks of the canvas, in plan
+	// order; PENDING until they run (an on_error that never runs stays so).
+	Callbacks []stepView `json:"callbacks,omitempty"`
+	Final     string     `json:"result,omitempty"` // excerpt of the final result
 }
 
 // store reads workflows from Redis.
@@ -186,22 +189,70 @@ func (s *store) get(ctx context.Context, id string) (*detail, error) {
 		node := wf.Plan.Nodes[st.Node]
 		sv := stepView{ID: node.TaskID, Node: st.Node, Kind: node.Sig.Kind, Position: st.Position, State: string(backend.Pending)}
 		if r := st.Record; r != nil {
-			sv.State, sv.Retries, sv.Executions = string(r.State), r.Retries, r.Executions
-			sv.StartedAt, sv.FinishedAt, sv.Error = r.StartedAt, r.FinishedAt, r.Error
-			sv.DurationMS = stepDuration(r).Milliseconds()
-			if r.State == backend.Success {
-				sv.Result = excerpt(r.Result, 300)
-			}
+			sv.fill(r)
 		} else {
 			sv.State = stateExpired
 		}
 		d.Steps = append(d.Steps, sv)
+	}
+	if d.Callbacks, err = s.callbacks(ctx, wf.Plan); err != nil {
+		return nil, err
 	}
 	fillSummary(&d.summary, rec, recs)
 	if rec != nil && rec.State == backend.Success {
 		d.Final = excerpt(rec.Result, 2000)
 	}
 	return d, nil
+}
+
+// fill sets what a record says about a step.
+func (sv *stepView) fill(r *backend.Record) {
+	sv.State, sv.Retries, sv.Executions = string(r.State), r.Retries, r.Executions
+	sv.StartedAt, sv.FinishedAt, sv.Error = r.StartedAt, r.FinishedAt, r.Error
+	sv.DurationMS = stepDuration(r).Milliseconds()
+	if r.State == backend.Success {
+		sv.Result = excerpt(r.Result, 300)
+	}
+	if r.Replaced != "" && !r.State.Terminal() {
+		sv.Result = "replaced by workflow " + r.Replaced
+	}
+}
+
+// callbacks reads the records of a plan's link and on_error callbacks.
+func (s *store) callbacks(ctx context.Context, plan *chain.Plan) ([]stepView, error) {
+	cbs := plan.AllCallbacks()
+	if len(cbs) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(cbs))
+	for i, cb := range cbs {
+		ids[i] = cb.ID
+	}
+	recs, err := s.client.Backend().GetMany(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]stepView, len(cbs))
+	for i, cb := range cbs {
+		out[i] = stepView{ID: cb.ID, Node: cb.Node, Kind: cb.Sig.Kind, Position: callbackPosition(plan, cb), State: string(backend.Pending)}
+		if recs[i] != nil {
+			out[i].fill(recs[i])
+		}
+	}
+	return out, nil
+}
+
+// callbackPosition says what a callback belongs to: "link of step 2 of 3 of
+// a chain", "on_error of the whole group".
+func callbackPosition(plan *chain.Plan, cb chain.Callback) string {
+	n := plan.Nodes[cb.Node]
+	switch {
+	case n.Type == chain.TypeTask:
+		return cb.Event + " of " + plan.Position(cb.Node)
+	case n.Parent < 0:
+		return cb.Event + " of the whole " + n.Type
+	}
+	return fmt.Sprintf("%s of the %s at node %d", cb.Event, n.Type, cb.Node)
 }
 
 // stepDuration is a step's run time, up to now while it runs.

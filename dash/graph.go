@@ -24,13 +24,18 @@ type graph struct {
 	Boxes         []box
 	Edges         []edge
 	Joins         []point
+	// Callbacks are the link and on_error callbacks, in a row below the
+	// canvas, each tied by a dashed line (CallbackEdges) to its node.
+	Callbacks     []box
+	CallbackEdges []edge
 }
 
-// box is one task step.
+// box is one task step, or one callback.
 type box struct {
-	X, Y float64
-	Step stepView
-	Num  int // 1-based order in the plan
+	X, Y  float64
+	Step  stepView
+	Num   int    // 1-based order in the plan (steps only)
+	Event string // "link" or "on_error" (callbacks only)
 }
 
 type point struct{ X, Y float64 }
@@ -52,8 +57,11 @@ type layouter struct {
 	g     *graph
 }
 
-// layout draws plan with the current state of its steps.
-func layout(plan *chain.Plan, steps []stepView) *graph {
+// cbGap is the space between the canvas and its row of callbacks.
+const cbGap = 36.0
+
+// layout draws plan with the current state of its steps and callbacks.
+func layout(plan *chain.Plan, steps, callbacks []stepView) *graph {
 	l := &layouter{plan: plan, steps: map[int]stepView{}, sizes: map[int]size{}, pos: map[int]point{}, num: map[int]int{}, g: &graph{}}
 	for i, s := range steps {
 		l.steps[s.Node] = s
@@ -71,7 +79,68 @@ func layout(plan *chain.Plan, steps []stepView) *graph {
 		}
 		l.g.Boxes = append(l.g.Boxes, box{X: p.X, Y: p.Y, Step: st, Num: i + 1})
 	}
+	l.placeCallbacks(callbacks, sz)
 	return l.g
+}
+
+// placeCallbacks puts the plan's callbacks in a row below the canvas, each
+// under the middle of the node it belongs to where there is room.
+func (l *layouter) placeCallbacks(views []stepView, sz size) {
+	specs := l.plan.AllCallbacks()
+	if len(specs) == 0 {
+		return
+	}
+	byID := map[string]stepView{}
+	for _, v := range views {
+		byID[v.ID] = v
+	}
+	y := margin + sz.h + cbGap
+	next := margin
+	for _, cb := range specs {
+		st, ok := byID[cb.ID]
+		if !ok {
+			st = stepView{ID: cb.ID, Node: cb.Node, Kind: cb.Sig.Kind, State: "PENDING"}
+		}
+		left, right, bottom, found := l.span(cb.Node)
+		mid := (left + right) / 2
+		x := math.Max(next, mid-boxW/2)
+		l.g.Callbacks = append(l.g.Callbacks, box{X: x, Y: y, Step: st, Event: cb.Event})
+		if found {
+			l.g.CallbackEdges = append(l.g.CallbackEdges, edge{From: cb.ID, Path: drop(point{mid, bottom}, point{x + boxW/2, y})})
+		}
+		next = x + boxW + gapY
+	}
+	l.g.Width = math.Max(l.g.Width, next-gapY+margin)
+	l.g.Height = y + boxH + margin
+}
+
+// span is the extent of the tasks under node n: left and right edges, the
+// bottom, and whether it has any task.
+func (l *layouter) span(n int) (left, right, bottom float64, found bool) {
+	left = math.Inf(1)
+	var walk func(int)
+	walk = func(n int) {
+		node := l.plan.Nodes[n]
+		if node.Type == chain.TypeTask {
+			p := l.pos[n]
+			left, right, bottom, found = math.Min(left, p.X), math.Max(right, p.X+boxW), math.Max(bottom, p.Y+boxH), true
+			return
+		}
+		for _, c := range node.Children {
+			walk(c)
+		}
+	}
+	walk(n)
+	if !found {
+		left, right = margin, margin+boxW
+	}
+	return left, right, bottom, found
+}
+
+// drop is a vertical S-curve from a down to b.
+func drop(a, b point) string {
+	dy := (b.Y - a.Y) / 2
+	return fmt.Sprintf("M%.1f %.1f C%.1f %.1f %.1f %.1f %.1f %.1f", a.X, a.Y, a.X, a.Y+dy, b.X, b.Y-dy, b.X, b.Y)
 }
 
 func (l *layouter) size(n int) size {

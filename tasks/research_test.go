@@ -111,7 +111,7 @@ func TestResearchPipeline(t *testing.T) {
 		steps, err := wf.Steps(ctx)
 		require.NoError(t, err)
 		require.Equal(t, 1, steps[1].Record.Executions, "404 is not retried")
-		require.Equal(t, baton.Revoked, steps[2].Record.State, "analyze never runs")
+		require.Equal(t, baton.Failure, steps[2].Record.State, "analyze never runs: it fails with its parent")
 		require.Equal(t, before, env.llm.Load())
 	})
 
@@ -127,7 +127,7 @@ func TestResearchPipeline(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, baton.Failure, steps[0].Record.State)
 		require.Equal(t, 4, steps[0].Record.Executions)
-		require.Equal(t, baton.Revoked, steps[1].Record.State)
+		require.Equal(t, baton.Failure, steps[1].Record.State)
 		require.Equal(t, before, env.llm.Load())
 	})
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ func newSubmitCmd(a *app) *cobra.Command {
 		waitTimeout time.Duration
 		asJSON      bool
 		allowKinds  bool
+		input       string
 	)
 	cmd := &cobra.Command{
 		Use:   "submit FILE|-",
@@ -28,20 +30,32 @@ func newSubmitCmd(a *app) *cobra.Command {
 		Long: `Submit a workflow described in JSON, from FILE or from stdin ("-"), and print
 its id alone on stdout. A node is one of:
 
-  {"task": "echo", "args": {...}, "options": {...}, "immutable": false}
+  {"task": "echo", "args": {...} or [...], "options": {...}, "immutable": false}
   {"chain": [node, ...]}
   {"group": [node, ...]}
   {"chord": {"header": [node, ...], "body": node}}
+
+Every node may also take "link" and "on_error" callbacks (a task node each).
+--input feeds a JSON value to the first step(s) as if it were a previous
+result.
 
 The whole document is checked before anything is enqueued: a malformed node
 or an unknown task kind is reported with its JSON path (exit 2). With --wait,
 wait for the workflow and print it as ` + "`baton result`" + ` does.`,
 		Example: `  echo '{"chain": [{"task": "echo", "args": 1}, {"task": "sleep", "args": {"ms": 100}}]}' | baton submit - --wait
-  baton submit research.json --id nightly-2030-01-02`,
+  baton submit research.json --id nightly-2030-01-02
+  echo '{"group": [{"task": "echo"}, {"task": "echo"}]}' | baton submit - --input '{"x": 1}' --wait`,
 		Args: oneArg("a FILE with the JSON canvas, or - for stdin"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if waitTimeout < 0 {
 				return usageErrorf("--wait-timeout %v is negative", waitTimeout)
+			}
+			var in json.RawMessage
+			if cmd.Flags().Changed("input") {
+				if !json.Valid([]byte(input)) {
+					return usageErrorf("--input %q is not valid JSON: quote strings (--input '\"text\"') and pass numbers, arrays or objects as they are", input)
+				}
+				in = json.RawMessage(input)
 			}
 			doc, err := readDocument(a.stdin, args[0])
 			if err != nil {
@@ -56,7 +70,7 @@ wait for the workflow and print it as ` + "`baton result`" + ` does.`,
 			if err != nil {
 				return err
 			}
-			wf, err := cl.Submit(ctx, cv, &baton.SubmitOpts{ID: id, RequireKnownKinds: !allowKinds})
+			wf, err := cl.Submit(ctx, cv, &baton.SubmitOpts{ID: id, RequireKnownKinds: !allowKinds, Input: in})
 			if err != nil {
 				if isSubmitInputError(err) {
 					return usageErrorf("%s (in %s)", strings.TrimPrefix(err.Error(), "baton: "), sourceName(args[0]))
@@ -79,6 +93,7 @@ wait for the workflow and print it as ` + "`baton result`" + ` does.`,
 	f.DurationVar(&waitTimeout, "wait-timeout", 0, "With --wait, give up waiting after this long (exit 5); 0 waits until interrupted")
 	f.BoolVar(&asJSON, "json", false, "Print JSON")
 	f.BoolVar(&allowKinds, "allow-unknown-kinds", false, "Accept task kinds this program does not know (registered by another worker)")
+	f.StringVar(&input, "input", "", "JSON value fed to the first step(s) as if it were a previous result, e.g. --input '[1, 2]'")
 	return cmd
 }
 

@@ -54,6 +54,19 @@ func TestSubmit(t *testing.T) {
 		m := b.runIn(t, chainDoc, "submit", "-", "--json", "--id", "wf-json").requireCode(t, exitOK).record(t)
 		require.Equal(t, map[string]any{"id": "wf-json", "kind": "chain", "tasks": float64(3)}, m)
 	})
+	t.Run("--input feeds the first steps", func(t *testing.T) {
+		doc := `{"group": [{"task": "echo"}, {"task": "echo", "args": ["static"]}, {"task": "echo", "args": {"k": 1}}]}`
+		id := b.runIn(t, doc, "submit", "-", "--input", `{"x": 1}`).requireCode(t, exitOK).id(t)
+		wf, err := b.client.Workflow(ctx, id)
+		require.NoError(t, err)
+		rec, err := wf.Wait(ctx)
+		require.NoError(t, err)
+		require.JSONEq(t, `[{"x":1}, [{"x":1},"static"], {"k":1,"input":{"x":1}}]`, string(rec.Result))
+	})
+	t.Run("--input that is not JSON", func(t *testing.T) {
+		o := b.runIn(t, `{"task": "echo"}`, "submit", "-", "--input", "hello").requireCode(t, exitUsage)
+		require.Contains(t, o.stderr, `--input "hello" is not valid JSON`)
+	})
 	t.Run("a failing workflow exits 1", func(t *testing.T) {
 		doc := `{"chain": [{"task": "fail", "args": {"permanent": true, "message": "no"}}, {"task": "echo"}]}`
 		o := b.runIn(t, doc, "submit", "-", "--wait").requireCode(t, exitFailure)

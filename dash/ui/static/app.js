@@ -58,6 +58,7 @@
         .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
         .then(function (d) {
           (d.steps || []).forEach(updateStep);
+          (d.callbacks || []).forEach(updateStep);
           var st = document.getElementById("wf-state");
           st.setAttribute("data-state", d.state);
           setText(st, d.state);
