@@ -25,6 +25,12 @@ type Record struct {
 	// Payload is the task's arguments, kept when it fails for good so the
 	// failure can be inspected and replayed.
 	Payload json.RawMessage `json:"payload,omitempty"`
+	// Throttled is the limit the task waits for, and ThrottledUntil when it
+	// may run, while it waits (cleared when it starts). Throttles counts its
+	// waits; none of them counts as a retry.
+	Throttled      string    `json:"throttled,omitempty"`
+	ThrottledUntil time.Time `json:"throttled_until,omitzero"`
+	Throttles      int       `json:"throttles,omitempty"`
 }
 
 // Duration is the time from start to finish, zero while running.
@@ -84,6 +90,8 @@ func recordFromHash(id string, h map[string]string) *Record {
 	}
 	r.Retries, _ = strconv.Atoi(h[fRetries])
 	r.Executions, _ = strconv.Atoi(h[fExecutions])
+	r.Throttled, r.ThrottledUntil = h[fThrottled], fromMS(h[fThrottledUntil])
+	r.Throttles, _ = strconv.Atoi(h[fThrottles])
 	if v := h[fResult]; v != "" {
 		r.Result = json.RawMessage(v)
 	}

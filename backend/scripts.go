@@ -54,6 +54,7 @@ if not st then
   for i = 7, #ARGV, 2 do redis.call("HSET", KEYS[1], ARGV[i], ARGV[i+1]) end
 end
 redis.call("HSET", KEYS[1], "state", "STARTED", "started", ARGV[2], "retries", ARGV[3])
+redis.call("HDEL", KEYS[1], "throttled", "throttled_until")
 redis.call("HINCRBY", KEYS[1], "executions", 1)
 redis.call("PEXPIRE", KEYS[1], ARGV[1])
 return {"STARTED", "", "", cur[4] or "0"}
