@@ -2,6 +2,8 @@ package baton
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -176,6 +178,10 @@ type rateCharge struct {
 	charged int
 }
 
+// maxKeyLen caps a key value as stored in Redis key names; a longer one is
+// replaced by its hash.
+const maxKeyLen = 200
+
 func keyOf(k *LimitKey, m *message) (string, bool) {
 	if k == nil {
 		return "", true
@@ -184,6 +190,10 @@ func keyOf(k *LimitKey, m *message) (string, bool) {
 		return m.LimitKey, true
 	}
 	s, err := k.fn(m.Args)
+	if len(s) > maxKeyLen {
+		sum := sha256.Sum256([]byte(s))
+		s = "sha256:" + hex.EncodeToString(sum[:])
+	}
 	return s, err == nil // arguments that do not decode fail in the handler
 }
 
@@ -451,6 +461,14 @@ func (w *Worker) releaseSlot(ctx context.Context, s backend.ConcSlot) {
 	}
 }
 
+// asynq's Inspector.RunTask has no sentinel errors for a task that is
+// running or pending already; these are its messages (pinned by
+// TestAsynqRunTaskMessages).
+const (
+	asynqRunning = "already running"
+	asynqPending = "already in pending"
+)
+
 // wakeWaiter moves a waiting task from asynq's retry set to pending at once
 // and wakes idle workers. It reports false when the task is gone.
 func (w *Worker) wakeWaiter(ctx context.Context, entry string) bool {
@@ -465,9 +483,9 @@ func (w *Worker) wakeWaiter(ctx context.Context, entry string) bool {
 		case err == nil:
 			w.be.Wake(queue)
 			return true
-		case strings.Contains(err.Error(), "already in pending"):
+		case strings.Contains(err.Error(), asynqPending):
 			return true
-		case strings.Contains(err.Error(), "already running"):
+		case strings.Contains(err.Error(), asynqRunning):
 			// Its delivery is on the way back to asynq's retry set.
 			if sleepCtx(ctx, 25*time.Millisecond) != nil {
 				return false

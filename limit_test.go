@@ -381,3 +381,61 @@ func (s *syncBuf) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestLimitOptionsValidation: bad limits are refused with a message naming
+// the task, the limit and the fix.
+func TestLimitOptionsValidation(t *testing.T) {
+	noop := func(_ context.Context, a keyed) (int, error) { return a.N, nil }
+	for _, tc := range []struct {
+		name string
+		opts baton.TaskOptions
+		want string
+	}{
+		{"rate", baton.TaskOptions{RateLimits: []baton.RateLimit{{Per: time.Second}}},
+			`task "v.kind": RateLimits[0] (v.kind): Rate 0 must be at least 1 (tasks per Per); use e.g. Rate: 10, Per: time.Second`},
+		{"per", baton.TaskOptions{RateLimits: []baton.RateLimit{{Rate: 1}}}, `Per 0s must be positive; use e.g. time.Second or time.Minute`},
+		{"burst", baton.TaskOptions{RateLimits: []baton.RateLimit{{Rate: 1, Per: time.Second, Burst: -1}}}, `Burst -1 is negative: use 0 for the default (1)`},
+		{"name", baton.TaskOptions{RateLimits: []baton.RateLimit{{Name: "a{b}", Rate: 1, Per: time.Second}}},
+			`RateLimits[0] (a{b}): name "a{b}" has a space, control character, colon or brace`},
+		{"twice", baton.TaskOptions{RateLimits: []baton.RateLimit{{Rate: 1, Per: time.Second}, {Rate: 2, Per: time.Second}}},
+			`RateLimits[1] (v.kind): two rate limits named "v.kind": give each its own Name`},
+		{"max", baton.TaskOptions{ConcurrencyLimits: []baton.ConcurrencyLimit{{}}}, `ConcurrencyLimits[0] (v.kind): Max 0 must be at least 1`},
+		{"key type", baton.TaskOptions{RateLimits: []baton.RateLimit{{Rate: 1, Per: time.Second, Key: baton.KeyBy(func(s string) string { return s })}}},
+			`task "v.kind": RateLimits[0].Key takes string, but the task's arguments are baton_test.keyed: build it with the task's argument type`},
+		{"cost type", baton.TaskOptions{RateLimits: []baton.RateLimit{{Rate: 1, Per: time.Second, Cost: baton.CostBy(func(int) int { return 1 })}}},
+			`RateLimits[0].Cost takes int`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := panicText(func() { baton.NewTask("v.kind", noop, &tc.opts) })
+			require.True(t, strings.HasPrefix(msg, "baton: "), msg)
+			require.Contains(t, msg, tc.want)
+			_, err := baton.WithLimits(baton.NewTask("v.kind", noop, nil), tc.opts.RateLimits, tc.opts.ConcurrencyLimits)
+			require.ErrorContains(t, err, tc.want, "WithLimits checks the same")
+		})
+	}
+	t.Run("WithLimits replaces a limit of the same name", func(t *testing.T) {
+		task := baton.NewTask("v.kind", noop, &baton.TaskOptions{RateLimits: []baton.RateLimit{{Rate: 1, Per: time.Second}, {Name: "other", Rate: 5, Per: time.Minute}}})
+		d, err := baton.WithLimits(task, []baton.RateLimit{{Rate: 9, Per: time.Second}}, []baton.ConcurrencyLimit{{Max: 3}})
+		require.NoError(t, err)
+		o := d.Options()
+		require.Len(t, o.RateLimits, 2)
+		require.Equal(t, "other", o.RateLimits[0].Name)
+		require.Equal(t, 9, o.RateLimits[1].Rate)
+		require.Equal(t, 3, o.ConcurrencyLimits[0].Max)
+		require.Len(t, task.Options().RateLimits, 2, "the task itself is unchanged")
+		require.Equal(t, 1, task.Options().RateLimits[0].Rate)
+	})
+	t.Run("LimitKey", func(t *testing.T) {
+		b := setup(t)
+		task := baton.NewTask("v.kind", noop, nil)
+		_, err := task.Enqueue(context.Background(), b.client, keyed{}, &baton.EnqueueOpts{LimitKey: strings.Repeat("k", 201)})
+		require.ErrorIs(t, err, baton.ErrInvalidOptions)
+		require.ErrorContains(t, err, "LimitKey is 201 bytes: keep it under 200")
+		var o baton.EnqueueOpts
+		require.NoError(t, o.UnmarshalJSON([]byte(`{"limit_key": "tenant-7"}`)))
+		require.Equal(t, "tenant-7", o.LimitKey)
+		j, err := o.MarshalJSON()
+		require.NoError(t, err)
+		require.JSONEq(t, `{"limit_key": "tenant-7"}`, string(j))
+	})
+}
