@@ -31,12 +31,12 @@ var rateScript = redis.NewScript(`
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local T, tau, cost, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[7])
-redis.call("ZADD", KEYS[3], now, ARGV[6])
-redis.call("ZREMRANGEBYSCORE", KEYS[3], "-inf", now - 86400000)
-redis.call("PEXPIRE", KEYS[3], 86400000)
-redis.call("ZREMRANGEBYSCORE", KEYS[2], "-inf", now - keep)
+if redis.call("ZADD", KEYS[3], now, ARGV[6]) == 1 then
+  redis.call("ZREMRANGEBYSCORE", KEYS[3], "-inf", now - 86400000)
+  redis.call("PEXPIRE", KEYS[3], 86400000)
+end
 local r = redis.call("ZSCORE", KEYS[2], ARGV[4])
-if r then
+if r and tonumber(r) >= now - keep then
   local wait = tonumber(r) - now
   if wait < 0 then wait = 0 end
   return {math.ceil(wait * 1000), 1}
@@ -49,6 +49,7 @@ if at < now then at = now end
 local ttl = math.ceil(new - now + keep)
 redis.call("SET", KEYS[1], string.format("%.3f", new), "PX", ttl)
 if at > now or ARGV[5] == "1" then
+  redis.call("ZREMRANGEBYSCORE", KEYS[2], "-inf", now - keep)
   redis.call("ZADD", KEYS[2], at, ARGV[4])
   if redis.call("PTTL", KEYS[2]) < ttl then redis.call("PEXPIRE", KEYS[2], ttl) end
 end
@@ -103,8 +104,7 @@ if shift < 0 then shift = 0 end
 if till > prev then
   redis.call("SET", KEYS[4], string.format("%.3f", till), "PX", math.ceil(pause) + 1000)
 end
-redis.call("ZADD", KEYS[3], now, ARGV[7])
-redis.call("PEXPIRE", KEYS[3], 86400000)
+if redis.call("ZADD", KEYS[3], now, ARGV[7]) == 1 then redis.call("PEXPIRE", KEYS[3], 86400000) end
 if shift > 0 then
   local rs = redis.call("ZRANGEBYSCORE", KEYS[2], now - 1000, "+inf", "WITHSCORES")
   for i = 1, #rs, 2 do redis.call("ZADD", KEYS[2], tonumber(rs[i + 1]) + shift, rs[i]) end
@@ -139,9 +139,10 @@ var concAcquireScript = redis.NewScript(`
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease = tonumber(ARGV[2])
-redis.call("ZADD", KEYS[3], now, ARGV[5])
-redis.call("ZREMRANGEBYSCORE", KEYS[3], "-inf", now - 86400000)
-redis.call("PEXPIRE", KEYS[3], 86400000)
+if redis.call("ZADD", KEYS[3], now, ARGV[5]) == 1 then
+  redis.call("ZREMRANGEBYSCORE", KEYS[3], "-inf", now - 86400000)
+  redis.call("PEXPIRE", KEYS[3], 86400000)
+end
 redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now)
 if redis.call("ZSCORE", KEYS[1], ARGV[1]) or redis.call("ZCARD", KEYS[1]) < tonumber(ARGV[3]) then
   redis.call("ZADD", KEYS[1], now + lease, ARGV[1])
