@@ -209,7 +209,8 @@ func (w *Worker) admit(ctx context.Context, kl *kindLimits, m *message, retried 
 	a := &admission{w: w, kind: m.Kind}
 	for _, l := range kl.concs {
 		if key, ok := keyOf(l.Key, m); ok {
-			a.slots = append(a.slots, backend.ConcSlot{Name: l.Name, Key: key, Max: l.Max, Member: m.ID, Waiter: queue + " " + delivery})
+			a.slots = append(a.slots, backend.ConcSlot{Name: l.Name, Key: key, Max: l.Max, Member: m.ID, Waiter: queue + " " + delivery,
+				Keyed: l.Key != nil})
 		}
 	}
 	member := m.ID + "/" + strconv.Itoa(retried)
@@ -223,7 +224,7 @@ func (w *Worker) admit(ctx context.Context, kl *kindLimits, m *message, retried 
 		}
 		if ok {
 			a.rates = append(a.rates, rateCharge{charged: cost, check: backend.RateCheck{Name: l.Name, Key: key,
-				Interval: l.interval, Burst: l.Burst, Cost: cost, Member: member, Record: len(kl.rates) > 1}})
+				Interval: l.interval, Burst: l.Burst, Cost: cost, Member: member, Record: len(kl.rates) > 1, Keyed: l.Key != nil}})
 		}
 	}
 	if err := a.acquire(ctx, m); err != nil {

@@ -42,6 +42,16 @@ type RateCheck struct {
 	// redelivery of it is not charged again (used when a task has several
 	// rate limits: another one may send it away).
 	Record bool
+	// Keyed notes the key value in the limit's index (for inspection); a
+	// limit without a key has the single key value "".
+	Keyed bool
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
 }
 
 func (c RateCheck) tau() float64 { return float64(c.Burst) * c.Interval }
@@ -69,13 +79,9 @@ func (b *Backend) RateReserve(ctx context.Context, checks []RateCheck) ([]RateRe
 	calls := make([]*call, len(checks))
 	keep := strconv.FormatInt(ReservationKeep.Milliseconds(), 10)
 	for i, c := range checks {
-		rec := "0"
-		if c.Record {
-			rec = "1"
-		}
 		calls[i] = &call{script: rateScript,
 			keys: []string{RateTATKey(c.Name, c.Key), RateReservedKey(c.Name, c.Key), RateKeysKey(c.Name)},
-			args: []any{fmtF(c.Interval), fmtF(c.tau()), c.Cost, c.Member, rec, c.Key, keep}}
+			args: []any{fmtF(c.Interval), fmtF(c.tau()), c.Cost, c.Member, flag(c.Record), c.Key, keep, flag(c.Keyed)}}
 	}
 	if err := b.pipe.do(ctx, calls...); err != nil {
 		return nil, fmt.Errorf("backend: rate limit check: %w", err)
@@ -114,7 +120,7 @@ func (b *Backend) RatePause(ctx context.Context, c RateCheck, pause time.Duratio
 	cl := &call{script: ratePauseScript,
 		keys: []string{RateTATKey(c.Name, c.Key), RateReservedKey(c.Name, c.Key), RateKeysKey(c.Name), RatePauseKey(c.Name, c.Key)},
 		args: []any{fmtF(c.Interval), fmtF(c.tau()), fmtF(float64(pause) / float64(time.Millisecond)), c.Cost, c.Member,
-			ReservationKeep.Milliseconds(), c.Key}}
+			ReservationKeep.Milliseconds(), c.Key, flag(c.Keyed)}}
 	if err := b.pipe.do(ctx, cl); err != nil {
 		return 0, fmt.Errorf("backend: rate limit %s pause: %w", c.Name, err)
 	}
@@ -130,6 +136,8 @@ type ConcSlot struct {
 	// Waiter is "<queue> <asynq task id>": where to wake the task when a
 	// slot frees. Empty for a renewal.
 	Waiter string
+	// Keyed notes the key value in the limit's index, as RateCheck.Keyed.
+	Keyed bool
 }
 
 // ConcResult is the answer to one acquire.
@@ -146,7 +154,7 @@ func (b *Backend) ConcAcquire(ctx context.Context, lease time.Duration, slots []
 	for i, s := range slots {
 		calls[i] = &call{script: concAcquireScript,
 			keys: []string{ConcHoldersKey(s.Name, s.Key), ConcWaitersKey(s.Name, s.Key), ConcKeysKey(s.Name)},
-			args: []any{s.Member, lease.Milliseconds(), s.Max, s.Waiter, s.Key}}
+			args: []any{s.Member, lease.Milliseconds(), s.Max, s.Waiter, s.Key, flag(s.Keyed)}}
 	}
 	if err := b.pipe.do(ctx, calls...); err != nil {
 		return nil, fmt.Errorf("backend: concurrency limit acquire: %w", err)
@@ -302,7 +310,8 @@ type LimitState struct {
 	LimitDef
 	// Keys are the most recently used key values (at most MaxLimitKeys).
 	Keys []LimitKeyState `json:"keys"`
-	// ActiveKeys counts key values used in the last day.
+	// ActiveKeys counts key values used in the last day (up to 1,000; 1
+	// for a limit without a key).
 	ActiveKeys int `json:"active_keys"`
 	// InUse sums the keys' InUse; Waiting their Waiting.
 	InUse   float64 `json:"in_use"`
@@ -340,7 +349,7 @@ func ReadLimits(ctx context.Context, rdb redis.UniversalClient) ([]LimitState, e
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Field() < out[j].Field() })
 
-	// Round 1: key values of every limit.
+	// Round 1: key values of every limit with a key.
 	pipe := rdb.Pipeline()
 	idx := make([]*redis.ZSliceCmd, len(out))
 	for i, l := range out {
@@ -348,7 +357,7 @@ func ReadLimits(ctx context.Context, rdb redis.UniversalClient) ([]LimitState, e
 		if l.Type != "rate" {
 			k = ConcKeysKey(l.Name)
 		}
-		idx[i] = pipe.ZRevRangeWithScores(ctx, k, 0, -1)
+		idx[i] = pipe.ZRevRangeWithScores(ctx, k, 0, MaxLimitKeys*10)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		return nil, fmt.Errorf("backend: read limits: %w", err)
@@ -364,7 +373,11 @@ func ReadLimits(ctx context.Context, rdb redis.UniversalClient) ([]LimitState, e
 	lo := fmtF(now)
 	for i := range out {
 		l := &out[i]
-		for n, z := range idx[i].Val() {
+		zs := idx[i].Val()
+		if !l.Keyed {
+			zs = []redis.Z{{Score: now, Member: ""}} // no index: the single key ""
+		}
+		for n, z := range zs {
 			if now-z.Score > float64(24*time.Hour/time.Millisecond) {
 				continue
 			}

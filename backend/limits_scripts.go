@@ -23,7 +23,8 @@ import "github.com/redis/go-redis/v9"
 // ARGV[1] T (ms per unit of cost); ARGV[2] τ (ms); ARGV[3] cost;
 // ARGV[4] member; ARGV[5] "1" to keep a reservation for an attempt admitted
 // at once too; ARGV[6] key value; ARGV[7] how long a reservation is kept
-// after its time (ms)
+// after its time (ms); ARGV[8] "1" to note the key value in the index (a
+// limit with a Key; a limit without one has the single key "")
 // Returns {wait µs, found}: wait 0 admits now, otherwise the attempt's
 // reserved time is now+wait; found is 1 when an earlier reservation of this
 // member answered (nothing was charged).
@@ -31,7 +32,7 @@ var rateScript = redis.NewScript(`
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local T, tau, cost, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[7])
-if redis.call("ZADD", KEYS[3], now, ARGV[6]) == 1 then
+if ARGV[8] == "1" and redis.call("ZADD", KEYS[3], now, ARGV[6]) == 1 then
   redis.call("ZREMRANGEBYSCORE", KEYS[3], "-inf", now - 86400000)
   redis.call("PEXPIRE", KEYS[3], 86400000)
 end
@@ -90,7 +91,8 @@ return math.ceil((tat - now) * 1000)
 //
 // KEYS[1] TAT; KEYS[2] reservations; KEYS[3] key index; KEYS[4] pause end
 // ARGV[1] T (ms per unit); ARGV[2] τ (ms); ARGV[3] P (ms); ARGV[4] cost of
-// the new reservation; ARGV[5] member; ARGV[6] keep (ms); ARGV[7] key value
+// the new reservation; ARGV[5] member; ARGV[6] keep (ms); ARGV[7] key value;
+// ARGV[8] "1" to note the key value in the index
 // Returns the wait of the new reservation, in µs.
 var ratePauseScript = redis.NewScript(`
 local t = redis.call("TIME")
@@ -104,7 +106,7 @@ if shift < 0 then shift = 0 end
 if till > prev then
   redis.call("SET", KEYS[4], string.format("%.3f", till), "PX", math.ceil(pause) + 1000)
 end
-if redis.call("ZADD", KEYS[3], now, ARGV[7]) == 1 then redis.call("PEXPIRE", KEYS[3], 86400000) end
+if ARGV[8] == "1" and redis.call("ZADD", KEYS[3], now, ARGV[7]) == 1 then redis.call("PEXPIRE", KEYS[3], 86400000) end
 if shift > 0 then
   local rs = redis.call("ZRANGEBYSCORE", KEYS[2], now - 1000, "+inf", "WITHSCORES")
   for i = 1, #rs, 2 do redis.call("ZADD", KEYS[2], tonumber(rs[i + 1]) + shift, rs[i]) end
@@ -132,14 +134,15 @@ return math.ceil((at - now) * 1000)
 // KEYS[1] holders; KEYS[2] waiters; KEYS[3] key index
 // ARGV[1] member (task id); ARGV[2] lease (ms); ARGV[3] max holders;
 // ARGV[4] waiter entry "<queue> <asynq task id>" to remember when full ("":
-// do not wait, a renewal); ARGV[5] key value
+// do not wait, a renewal); ARGV[5] key value; ARGV[6] "1" to note the key
+// value in the index
 // Returns {1, 0} when the slot is held, else {0, ms until the earliest
 // lease ends}.
 var concAcquireScript = redis.NewScript(`
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease = tonumber(ARGV[2])
-if redis.call("ZADD", KEYS[3], now, ARGV[5]) == 1 then
+if ARGV[6] == "1" and redis.call("ZADD", KEYS[3], now, ARGV[5]) == 1 then
   redis.call("ZREMRANGEBYSCORE", KEYS[3], "-inf", now - 86400000)
   redis.call("PEXPIRE", KEYS[3], 86400000)
 end

@@ -14,7 +14,7 @@ import (
 
 // rc is a check of limit "l" with key "k": 10/s burst `burst`.
 func rc(member string, burst int) backend.RateCheck {
-	return backend.RateCheck{Name: "l", Key: "k", Interval: 100, Burst: burst, Cost: 1, Member: member}
+	return backend.RateCheck{Name: "l", Key: "k", Keyed: true, Interval: 100, Burst: burst, Cost: 1, Member: member}
 }
 
 func withKey(c backend.RateCheck, key string) backend.RateCheck {
@@ -147,7 +147,7 @@ func TestConcurrencySlots(t *testing.T) {
 	ctx := context.Background()
 	lease := 10 * time.Second
 	slot := func(member string) backend.ConcSlot {
-		return backend.ConcSlot{Name: "c", Key: "tenant", Max: 2, Member: member, Waiter: "q " + member + "-delivery"}
+		return backend.ConcSlot{Name: "c", Key: "tenant", Keyed: true, Max: 2, Member: member, Waiter: "q " + member + "-delivery"}
 	}
 	acquire := func(member string) backend.ConcResult {
 		res, err := f.be.ConcAcquire(ctx, lease, []backend.ConcSlot{slot(member)})
@@ -176,7 +176,7 @@ func TestConcurrencySlots(t *testing.T) {
 	require.Equal(t, []string{"q t4-delivery"}, waiting, "t3 left the waiters when it got the slot")
 	// Releasing with no free slot hands nothing on.
 	require.True(t, acquire("t2").Held)
-	w, err = f.be.ConcRelease(ctx, backend.ConcSlot{Name: "c", Key: "tenant", Max: 2})
+	w, err = f.be.ConcRelease(ctx, backend.ConcSlot{Name: "c", Key: "tenant", Keyed: true, Max: 2})
 	require.NoError(t, err)
 	require.Empty(t, w, "both slots held: no waiter woken")
 	for _, k := range []string{backend.ConcHoldersKey("c", "tenant"), backend.ConcWaitersKey("c", "tenant"), backend.ConcKeysKey("c")} {
