@@ -20,7 +20,7 @@ return 1
 `)
 
 // startScript moves a task to STARTED unless it is terminal or its workflow
-// was cancelled.
+// was cancelled, and clears the fields of a wait for a limit.
 //
 // KEYS[1] task key; KEYS[2] workflow key (may be an unused dummy)
 // ARGV[1] ttl (ms); ARGV[2] now (unix ms); ARGV[3] retries so far;
