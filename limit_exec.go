@@ -34,8 +34,14 @@ const (
 	// after the kill.
 	LimitLeaseDefault = 15 * time.Second
 	// maxLimitWait is the longest a delivery waits for a limit inside its
-	// worker slot; a longer wait goes back to asynq and holds no slot.
+	// worker slot; a longer wait goes back to asynq and holds no slot. The
+	// wait is spent just before the handler runs, so the handler starts at
+	// the admitted time however long the delivery took to get there.
 	maxLimitWait = 100 * time.Millisecond
+	// wakeLead is how much before its time a throttled delivery is moved
+	// back to pending, to cover the trip to a worker; the rest of the wait
+	// is spent in the worker (at most maxLimitWait).
+	wakeLead = 80 * time.Millisecond
 	// wakeHorizon bounds the waits a worker keeps a timer for. asynq
 	// schedules to the whole second, so a throttled delivery is given to
 	// asynq for one second past its time (never early) and the worker that
@@ -168,6 +174,9 @@ type admission struct {
 	kind  string
 	slots []backend.ConcSlot
 	stop  func() // stops the lease renewal
+	// startAt is when the handler may start (a rate limit's reserved time
+	// less than maxLimitWait away); zero for now.
+	startAt time.Time
 
 	mu    sync.Mutex
 	rates []rateCharge
@@ -308,9 +317,21 @@ func (a *admission) reserve(ctx context.Context, m *message) error {
 	case wait == 0:
 		return nil
 	case wait <= maxLimitWait:
-		return sleepCtx(ctx, wait)
+		a.startAt = time.Now().Add(wait) // waitStart spends it
+		return nil
 	}
 	return a.w.throttle(ctx, m, limit, wait)
+}
+
+// waitStart waits, just before the handler runs, until the admitted time.
+func (a *admission) waitStart(ctx context.Context) error {
+	if a == nil || a.startAt.IsZero() {
+		return nil
+	}
+	if d := time.Until(a.startAt); d > 0 {
+		return sleepCtx(ctx, d)
+	}
+	return nil
 }
 
 // throttle records that m waits for limit and returns the error that sends
@@ -324,8 +345,9 @@ func (w *Worker) throttle(ctx context.Context, m *message, limit string, wait ti
 	return &throttledError{limit: limit, delay: w.wakeAfter(ctx, wait)}
 }
 
-// wakeAfter sets the timer that moves the current delivery to pending after
-// wait, and returns the delay to give asynq (the backstop).
+// wakeAfter sets the timer that moves the current delivery to pending
+// wakeLead before wait ends, and returns the delay to give asynq (the
+// backstop).
 func (w *Worker) wakeAfter(ctx context.Context, wait time.Duration) time.Duration {
 	if wait > wakeHorizon {
 		return wait - wakeHorizon/2
@@ -333,7 +355,7 @@ func (w *Worker) wakeAfter(ctx context.Context, wait time.Duration) time.Duratio
 	queue, _ := asynq.GetQueueName(ctx)
 	id, _ := asynq.GetTaskID(ctx)
 	if queue != "" && id != "" {
-		w.timers.after(wait, func(ctx context.Context) { w.wakeWaiter(ctx, queue+" "+id) })
+		w.timers.after(max(wait-wakeLead, 0), func(ctx context.Context) { w.wakeWaiter(ctx, queue+" "+id) })
 	}
 	return wait + time.Second
 }

@@ -340,9 +340,10 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 	if err := waitUntil(ctx, time.UnixMilli(m.RunAtMS)); err != nil {
 		return err
 	}
-	// Flow control (limit_exec.go): a kind without limits makes no call.
+	// Flow control (limit_exec.go): a kind without limits makes no call; an
+	// expired task is not charged (it is revoked below).
 	var adm *admission
-	if kl := w.limits[m.Kind]; kl != nil {
+	if kl := w.limits[m.Kind]; kl != nil && (m.ExpiresMS == 0 || time.Now().Before(m.expires())) {
 		if adm, err = w.admit(ctx, kl, m, retried); err != nil {
 			return err
 		}
@@ -393,6 +394,9 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 		timeout = m.timeout()
 	}
 
+	if err := adm.waitStart(ctx); err != nil { // a limit's admitted time, < 100 ms away
+		return err
+	}
 	start := time.Now()
 	res, herr := w.invoke(withTaskInfo(ctx, m, retried, maxRetries), def, m, timeout)
 	if herr == nil {
