@@ -59,12 +59,13 @@ const (
 // not a retry.
 type throttledError struct {
 	limit string
-	delay time.Duration
-	err   error // the upstream refusal that paused the limit, if any
+	wait  time.Duration // until the limit admits the task
+	delay time.Duration // given to asynq: the backstop (see wakeAfter)
+	err   error         // the upstream refusal that paused the limit, if any
 }
 
 func (e *throttledError) Error() string {
-	s := fmt.Sprintf("throttled by limit %q: runs again in %v (waiting is not a retry)", e.limit, e.delay.Round(time.Millisecond))
+	s := fmt.Sprintf("throttled by limit %q: runs again in %v (waiting is not a retry)", e.limit, e.wait.Round(time.Millisecond))
 	if e.err != nil {
 		s += ": " + e.err.Error()
 	}
@@ -293,7 +294,8 @@ func (w *Worker) slotWait(earliest time.Duration) time.Duration {
 	return wait
 }
 
-// reserve checks the rate limits; a wait up to maxLimitWait is spent here.
+// reserve checks the rate limits; a wait up to maxLimitWait is left to
+// waitStart, a longer one sends the delivery away.
 func (a *admission) reserve(ctx context.Context, m *message) error {
 	if len(a.rates) == 0 {
 		return nil
@@ -342,7 +344,7 @@ func (w *Worker) throttle(ctx context.Context, m *message, limit string, wait ti
 	}
 	metrics.IncThrottled(m.Kind, limit)
 	w.log.Debug("task throttled", "task", m.ID, "kind", m.Kind, "limit", limit, "wait", wait)
-	return &throttledError{limit: limit, delay: w.wakeAfter(ctx, wait)}
+	return &throttledError{limit: limit, wait: wait, delay: w.wakeAfter(ctx, wait)}
 }
 
 // wakeAfter sets the timer that moves the current delivery to pending
@@ -568,7 +570,7 @@ func (w *Worker) pauseLimits(ctx context.Context, log *slog.Logger, a *admission
 	}
 	metrics.IncThrottled(m.Kind, limit)
 	log.Info("upstream refused for rate: limit paused for every task under it", "limit", limit, "pause", d, "runs_in", wait, "err", herr)
-	return &throttledError{limit: limit, delay: w.wakeAfter(ctx, wait), err: herr}
+	return &throttledError{limit: limit, wait: wait, delay: w.wakeAfter(ctx, wait), err: herr}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -55,10 +55,13 @@ func NewLimitCollector(rdb redis.UniversalClient, refresh time.Duration) *LimitC
 
 // WatchLimits registers a LimitCollector of rdb on the baton registry and
 // returns a function that unregisters it (a worker serving --metrics-addr
-// does; the dashboard has its own).
+// does; the dashboard has its own). When one is registered already, it
+// registers nothing and the function does nothing.
 func WatchLimits(rdb redis.UniversalClient) (unregister func()) {
 	c := NewLimitCollector(rdb, 0)
-	registry.MustRegister(c)
+	if err := registry.Register(c); err != nil {
+		return func() {}
+	}
 	return func() { registry.Unregister(c) }
 }
 
