@@ -190,6 +190,7 @@ func (c *Client) buildMessage(kind string, raw json.RawMessage, def TaskOptions,
 	if o.Timeout > 0 {
 		m.TimeoutMS = o.Timeout.Milliseconds()
 	}
+	m.LimitKey = o.LimitKey
 	switch {
 	case !o.ETA.IsZero():
 		m.RunAtMS = o.ETA.UnixMilli()

@@ -43,6 +43,21 @@
 // the first steps. Compensations (sagas) and cancel are on Signature and
 // Client. See package chain for the semantics and the JSON form.
 //
+// # Flow control
+//
+// Rate and concurrency limits per kind, and per key from the arguments, hold
+// for the whole fleet (their state is in Redis):
+//
+//	&baton.TaskOptions{
+//		RateLimits:        []baton.RateLimit{{Rate: 60, Per: time.Minute, Burst: 10}},
+//		ConcurrencyLimits: []baton.ConcurrencyLimit{{Max: 4, Key: baton.KeyBy(tenantOf)}},
+//	}
+//
+// A task over a limit waits without counting a retry or holding a worker
+// slot, and runs at the time the limit frees; RateLimited(d, err) pauses a
+// task's rate limits for everyone after an upstream 429; SetCost corrects
+// an estimated cost. See limit.go and the README's "Flow control".
+//
 // # Guarantees
 //
 // Execution is at least once (asynq leases; baton re-enqueues a killed

@@ -26,6 +26,8 @@ type message struct {
 	Parent   string `json:"p,omitempty"`
 	// Plan is the workflow's plan, carried inline when small.
 	Plan json.RawMessage `json:"pl,omitempty"`
+	// LimitKey overrides the key value of the task's keyed limits.
+	LimitKey string `json:"lk,omitempty"`
 
 	asynqMax int // asynq's retry budget, not sent
 }

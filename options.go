@@ -100,6 +100,12 @@ type TaskOptions struct {
 	// Timeout bounds one attempt; its context is cancelled when it passes and
 	// the attempt counts as failed. Defaults to TimeoutDefault (30m).
 	Timeout time.Duration
+	// RateLimits cap how often tasks of this kind start, fleet-wide (see
+	// RateLimit). Defaults to none.
+	RateLimits []RateLimit
+	// ConcurrencyLimits cap how many run at once, fleet-wide (see
+	// ConcurrencyLimit). Defaults to none.
+	ConcurrencyLimits []ConcurrencyLimit
 }
 
 func (o TaskOptions) withDefaults() TaskOptions {
@@ -130,6 +136,9 @@ func (o TaskOptions) validate(kind string) error {
 		if err := o.RetryDelay.validate(); err != nil {
 			errs = append(errs, fmt.Errorf("task %q: %w", kind, err))
 		}
+	}
+	if err := o.validateLimits(kind); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -169,6 +178,10 @@ type EnqueueOpts struct {
 	Expires time.Time `json:"expires,omitzero"`
 	// ExpiresIn is Expires relative to the enqueue time.
 	ExpiresIn time.Duration `json:"expires_in,omitempty"`
+	// LimitKey overrides, for this call, the key value of the task's keyed
+	// limits (those with a Key): e.g. the tenant known to the caller. Limits
+	// without a Key are not affected.
+	LimitKey string `json:"limit_key,omitempty"`
 }
 
 func (o *EnqueueOpts) validate() error {
@@ -193,6 +206,9 @@ func (o *EnqueueOpts) validate() error {
 	}
 	if err := validID(o.ID); err != nil {
 		errs = append(errs, err)
+	}
+	if len(o.LimitKey) > 200 {
+		errs = append(errs, fmt.Errorf("LimitKey is %d bytes: keep it under 200", len(o.LimitKey)))
 	}
 	if o.RetryDelay != nil {
 		if err := o.RetryDelay.validate(); err != nil {

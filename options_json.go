@@ -13,7 +13,7 @@ import (
 //
 //	{"queue": "llm", "max_retries": 3, "retry_delay": "2s",
 //	 "timeout": "5m", "countdown": "10s", "eta": "2026-01-02T15:04:05Z",
-//	 "expires": "2026-01-02T16:00:00Z", "expires_in": "1h"}
+//	 "expires": "2026-01-02T16:00:00Z", "expires_in": "1h", "limit_key": "tenant-7"}
 //
 // retry_delay is a duration (a fixed delay) or an object
 // {"delay": "1s", "max": "10m", "fixed": false, "no_jitter": false}.
@@ -28,6 +28,7 @@ type optsJSON struct {
 	ETA        *time.Time      `json:"eta,omitempty"`
 	Expires    *time.Time      `json:"expires,omitempty"`
 	ExpiresIn  string          `json:"expires_in,omitempty"`
+	LimitKey   string          `json:"limit_key,omitempty"`
 }
 
 type policyJSON struct {
@@ -47,7 +48,7 @@ func durStr(d time.Duration) string {
 // MarshalJSON writes the JSON form described above.
 func (o EnqueueOpts) MarshalJSON() ([]byte, error) {
 	j := optsJSON{ID: o.ID, Queue: o.Queue, MaxRetries: o.MaxRetries, Timeout: durStr(o.Timeout),
-		Countdown: durStr(o.Countdown), ExpiresIn: durStr(o.ExpiresIn)}
+		Countdown: durStr(o.Countdown), ExpiresIn: durStr(o.ExpiresIn), LimitKey: o.LimitKey}
 	if !o.ETA.IsZero() {
 		j.ETA = &o.ETA
 	}
@@ -104,9 +105,9 @@ func (o *EnqueueOpts) UnmarshalJSON(b []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&j); err != nil {
-		return fmt.Errorf("options: %w (known: id, queue, max_retries, retry_delay, timeout, countdown, eta, expires, expires_in)", err)
+		return fmt.Errorf("options: %w (known: id, queue, max_retries, retry_delay, timeout, countdown, eta, expires, expires_in, limit_key)", err)
 	}
-	out := EnqueueOpts{ID: j.ID, Queue: j.Queue, MaxRetries: j.MaxRetries}
+	out := EnqueueOpts{ID: j.ID, Queue: j.Queue, MaxRetries: j.MaxRetries, LimitKey: j.LimitKey}
 	var err error
 	if out.Timeout, err = parseDur("timeout", j.Timeout); err != nil {
 		return err

@@ -3,7 +3,9 @@ package baton
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"reflect"
 )
 
 // TaskFunc is a task's handler: typed arguments in, typed result out.
@@ -32,7 +34,7 @@ func NewTask[A, R any](kind string, fn TaskFunc[A, R], opts *TaskOptions) *Task[
 	if opts != nil {
 		o = *opts
 	}
-	if err := o.validate(kind); err != nil {
+	if err := errors.Join(o.validate(kind), o.checkLimitArgs(kind, reflect.TypeFor[A]())); err != nil {
 		panic("baton: " + err.Error())
 	}
 	return &Task[A, R]{kind: kind, fn: fn, opts: o.withDefaults()}
@@ -66,9 +68,12 @@ type Definition interface {
 	invoke(ctx context.Context, raw json.RawMessage) (json.RawMessage, error)
 	hasHandler() bool
 	argsType() string
+	argsRType() reflect.Type
 }
 
 func (t *Task[A, R]) hasHandler() bool { return t.fn != nil }
+
+func (t *Task[A, R]) argsRType() reflect.Type { return reflect.TypeFor[A]() }
 
 func (t *Task[A, R]) argsType() string {
 	var a A

@@ -52,6 +52,11 @@ type WorkerOptions struct {
 	// moment they enqueue (see wake.go), so this only bounds the delay for
 	// tasks enqueued by other means.
 	PollInterval time.Duration
+	// LimitLease is how long a concurrency-limit slot outlives the last
+	// renewal by its worker (renewed every third of it): a SIGKILLed
+	// worker's slots are free again at most this long after the kill.
+	// Defaults to LimitLeaseDefault (15s); at least 300ms.
+	LimitLease time.Duration
 }
 
 // Worker runs registered tasks from Redis queues. Start as many as you like,
@@ -74,6 +79,13 @@ type Worker struct {
 	srv         *asynq.Server
 	stopping    atomic.Bool
 	started     atomic.Bool
+
+	// limits are the flow-control limits per kind, built at Start; a kind
+	// without limits has no entry (and costs no Redis call).
+	limits     map[string]*kindLimits
+	stopLimits context.CancelFunc
+	limitsDone chan struct{}
+	timers     wakeTimers
 }
 
 // NewWorker returns a Worker on rdb, which the caller keeps ownership of.
@@ -110,6 +122,12 @@ func NewWorker(rdb redis.UniversalClient, opts *WorkerOptions) (*Worker, error) 
 	}
 	if o.RecoverInterval == 0 {
 		o.RecoverInterval = RecoverIntervalDefault
+	}
+	if o.LimitLease == 0 {
+		o.LimitLease = LimitLeaseDefault
+	}
+	if o.LimitLease < 300*time.Millisecond {
+		return nil, fmt.Errorf("baton: LimitLease %v is under 300ms: slots would expire between renewals; use 0 for the default (%v)", o.LimitLease, LimitLeaseDefault)
 	}
 	client, err := NewClient(rdb, &ClientOptions{ResultTTL: o.ResultTTL, MaxPayloadBytes: 1 << 30})
 	if err != nil {
@@ -168,6 +186,15 @@ func (w *Worker) Start() error {
 	if !w.started.CompareAndSwap(false, true) {
 		return errors.New("baton: worker already started")
 	}
+	w.mu.RLock()
+	w.limits = buildLimits(w.defs)
+	w.mu.RUnlock()
+	if len(w.limits) > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		w.stopLimits = cancel
+		w.limitsDone = make(chan struct{})
+		go func() { defer close(w.limitsDone); w.publishLoop(ctx) }()
+	}
 	aqRedis, poll := w.rdb, w.opts.PollInterval
 	if wk := newWaker(w.rdb, w.opts.Queues, w.opts.PollInterval); wk != nil {
 		w.waker = wk
@@ -209,12 +236,17 @@ func (w *Worker) Shutdown() {
 		w.stopRecover()
 		<-w.recoverDone
 	}
+	if w.stopLimits != nil {
+		w.stopLimits()
+		<-w.limitsDone
+	}
 	if w.waker != nil {
 		w.waker.once.Do(func() { close(w.waker.quit) }) // no more long polls
 	}
 	if w.srv != nil {
 		w.srv.Shutdown()
 	}
+	w.timers.stop() // throttled deliveries come back on asynq's schedule
 	if w.waker != nil {
 		w.waker.stop()
 	}
@@ -255,6 +287,9 @@ func retryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	if errors.As(err, &s) {
 		return s.delay
 	}
+	if t, ok := isThrottled(err); ok {
+		return t.delay
+	}
 	if errors.Is(err, asynq.ErrLeaseExpired) {
 		return 0 // a crashed worker's task: run it again at once
 	}
@@ -265,11 +300,12 @@ func retryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	return RetryPolicy{}.DelayFor(n)
 }
 
-// isFailure: a lease expiry (worker crash) or a Redis hiccup does not count
-// against the task's retries.
+// isFailure: a lease expiry (worker crash), a Redis hiccup or a wait for a
+// limit does not count against the task's retries.
 func isFailure(err error) bool {
 	var inf *errInfra
-	return !errors.Is(err, asynq.ErrLeaseExpired) && !errors.As(err, &inf)
+	_, throttled := isThrottled(err)
+	return !errors.Is(err, asynq.ErrLeaseExpired) && !errors.As(err, &inf) && !throttled
 }
 
 func (m *message) meta() backend.Meta {
@@ -303,6 +339,16 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 	// early: never start before the time the caller asked for.
 	if err := waitUntil(ctx, time.UnixMilli(m.RunAtMS)); err != nil {
 		return err
+	}
+	// Flow control (limit_exec.go): a kind without limits makes no call; an
+	// expired task is not charged (it is revoked below).
+	var adm *admission
+	if kl := w.limits[m.Kind]; kl != nil && (m.ExpiresMS == 0 || time.Now().Before(m.expires())) {
+		if adm, err = w.admit(ctx, kl, m, retried); err != nil {
+			return err
+		}
+		defer adm.release()
+		ctx = context.WithValue(ctx, admissionKey{}, adm)
 	}
 	delivery, _ := asynq.GetTaskID(ctx)
 	st, err := w.be.Start(ctx, backend.StartRequest{Meta: meta, Retries: retried, CheckCancel: m.Workflow != "", DeliveryID: delivery})
@@ -352,6 +398,9 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 		timeout = m.timeout()
 	}
 
+	if err := adm.waitStart(ctx); err != nil { // a limit's admitted time, < 100 ms away
+		return err
+	}
 	start := time.Now()
 	res, herr := w.invoke(withTaskInfo(ctx, m, retried, maxRetries), def, m, timeout)
 	if rp := (*replaceError)(nil); errors.As(herr, &rp) {
@@ -370,6 +419,11 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 	var ae *argsError
 	if errors.As(herr, &ae) && m.Workflow != "" {
 		herr = Permanent(w.mismatchError(ctx, m, ae))
+	}
+	if d, ok := rateLimitedDelay(herr); ok && adm != nil && len(adm.rates) > 0 {
+		if err := w.pauseLimits(ctx, log, adm, m, herr, d); err != nil {
+			return err
+		}
 	}
 	final := IsPermanent(herr) || retried >= maxRetries || (asynqMax > 0 && retried >= asynqMax)
 	if final {

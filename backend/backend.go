@@ -5,6 +5,10 @@
 // Records move PENDING → STARTED → (RETRY → STARTED)* → SUCCESS | FAILURE |
 // REVOKED. Terminal states are never overwritten: every write is a Lua script
 // that checks the current state first. Every key has a TTL (Options.ResultTTL).
+//
+// It also holds the state of flow-control limits (limits.go): GCRA
+// arrival times and reservations of rate limits, leased slots and waiters
+// of concurrency limits, and the definitions workers enforce.
 package backend
 
 import (

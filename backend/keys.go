@@ -36,3 +36,36 @@ func DoneChannel(id string) string { return prefix + "done:" + id }
 // WorkflowIndexKey is the sorted set of recent workflow ids, scored by
 // creation time (unix ms), for listings.
 const WorkflowIndexKey = prefix + "workflows"
+
+// Flow control (limits.go). Every key of one limit shares the hash tag of
+// the limit's name, so each script touches one slot on Redis Cluster; the
+// key value (a host, a tenant, a model) comes after the tag.
+
+// RateTATKey holds a rate limit's theoretical arrival time for one key.
+func RateTATKey(name, key string) string { return prefix + "rate:{" + name + "}:tat:" + key }
+
+// RateReservedKey is the sorted set of a rate limit's reservations for one
+// key: member "<task id>/<attempt>", score the reserved time (unix ms).
+func RateReservedKey(name, key string) string { return prefix + "rate:{" + name + "}:res:" + key }
+
+// RatePauseKey holds when the pause an upstream asked for ends (unix ms).
+func RatePauseKey(name, key string) string { return prefix + "rate:{" + name + "}:pause:" + key }
+
+// RateKeysKey is the sorted set of a rate limit's key values, scored by
+// their last use (unix ms).
+func RateKeysKey(name string) string { return prefix + "rate:{" + name + "}:keys" }
+
+// ConcHoldersKey is the sorted set of a concurrency limit's holders for one
+// key: member the task id, score its lease expiry (unix ms).
+func ConcHoldersKey(name, key string) string { return prefix + "conc:{" + name + "}:hold:" + key }
+
+// ConcWaitersKey is the sorted set of tasks waiting for a slot: member
+// "<queue> <asynq task id>", score when it last asked (unix ms).
+func ConcWaitersKey(name, key string) string { return prefix + "conc:{" + name + "}:wait:" + key }
+
+// ConcKeysKey is the sorted set of a concurrency limit's key values.
+func ConcKeysKey(name string) string { return prefix + "conc:{" + name + "}:keys" }
+
+// LimitsKey is the hash of the limit definitions workers enforce: field
+// "<type>:<name>", value the definition as JSON.
+const LimitsKey = prefix + "limits"

@@ -28,6 +28,12 @@ type Record struct {
 	// Replaced is the id of the workflow the task replaced itself with
 	// (baton.Replace); the task ends when that workflow does.
 	Replaced string `json:"replaced,omitempty"`
+	// Throttled is the limit the task waits for, and ThrottledUntil when it
+	// may run, while it waits (cleared when it starts). Throttles counts its
+	// waits; none of them counts as a retry.
+	Throttled      string    `json:"throttled,omitempty"`
+	ThrottledUntil time.Time `json:"throttled_until,omitzero"`
+	Throttles      int       `json:"throttles,omitempty"`
 }
 
 // Duration is the time from start to finish, zero while running.
@@ -89,6 +95,8 @@ func recordFromHash(id string, h map[string]string) *Record {
 	}
 	r.Retries, _ = strconv.Atoi(h[fRetries])
 	r.Executions, _ = strconv.Atoi(h[fExecutions])
+	r.Throttled, r.ThrottledUntil = h[fThrottled], fromMS(h[fThrottledUntil])
+	r.Throttles, _ = strconv.Atoi(h[fThrottles])
 	if v := h[fResult]; v != "" {
 		r.Result = json.RawMessage(v)
 	}

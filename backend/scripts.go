@@ -20,7 +20,7 @@ return 1
 `)
 
 // startScript moves a task to STARTED unless it is terminal or its workflow
-// was cancelled.
+// was cancelled, and clears the fields of a wait for a limit.
 //
 // KEYS[1] task key; KEYS[2] workflow key (may be an unused dummy)
 // ARGV[1] ttl (ms); ARGV[2] now (unix ms); ARGV[3] retries so far;
@@ -56,6 +56,7 @@ if not st then
   for i = 7, #ARGV, 2 do redis.call("HSET", KEYS[1], ARGV[i], ARGV[i+1]) end
 end
 redis.call("HSET", KEYS[1], "state", "STARTED", "started", ARGV[2], "retries", ARGV[3])
+redis.call("HDEL", KEYS[1], "throttled", "throttled_until")
 redis.call("HINCRBY", KEYS[1], "executions", 1)
 redis.call("PEXPIRE", KEYS[1], ARGV[1])
 return {"STARTED", "", "", cur[4] or "0"}

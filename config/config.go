@@ -138,6 +138,22 @@ type Config struct {
 	// MetricsAddr is the listen address of the metrics endpoint, e.g. :9090
 	// (BATON_METRICS_ADDR). Defaults to "" (off).
 	MetricsAddr string
+
+	// RateLimits are fleet-wide rate limits per task kind, enforced by
+	// workers through Redis (BATON_RATE_LIMITS, "fetch=10/s,analyze=60/m";
+	// ":N" sets a burst). Defaults to none.
+	RateLimits RateLimits
+	// ConcurrencyLimits cap how many tasks of a kind run at once across the
+	// fleet (BATON_CONCURRENCY_LIMITS, "analyze=4"). Defaults to none.
+	ConcurrencyLimits ConcurrencyLimits
+	// LLMTokensPerMinute is the analyze task's token budget per model per
+	// minute, fleet-wide: estimated before each call, corrected with the
+	// usage the provider reports (BATON_LLM_TOKENS_PER_MINUTE). Defaults to
+	// 0 (none).
+	LLMTokensPerMinute int
+	// FetchPerHost is a fleet-wide rate limit of fetches per URL host
+	// (BATON_FETCH_PER_HOST, e.g. "2/s"). Defaults to off.
+	FetchPerHost Rate
 }
 
 // Var documents one environment variable.
@@ -187,6 +203,10 @@ func (c *Config) fields() []field {
 		{"MaxInputChars", "BATON_LLM_MAX_INPUT_CHARS", "llm-max-input-chars", "Most characters of collected data sent to the model.", &c.MaxInputChars, false},
 		{"LLMCacheTTL", "BATON_LLM_CACHE_TTL", "llm-cache-ttl", "How long model responses are cached so a re-run does not pay twice.", &c.LLMCacheTTL, false},
 		{"MetricsAddr", "BATON_METRICS_ADDR", "metrics-addr", "Listen address of the metrics endpoint, e.g. :9090; empty turns it off.", &c.MetricsAddr, false},
+		{"RateLimits", "BATON_RATE_LIMITS", "rate-limits", "Fleet-wide rate limits per task kind, e.g. fetch=10/s,analyze=60/m (':N' sets a burst: fetch=10/s:20); empty for none.", &c.RateLimits, false},
+		{"ConcurrencyLimits", "BATON_CONCURRENCY_LIMITS", "concurrency-limits", "Fleet-wide limits on tasks of a kind running at once, e.g. analyze=4; empty for none.", &c.ConcurrencyLimits, false},
+		{"LLMTokensPerMinute", "BATON_LLM_TOKENS_PER_MINUTE", "llm-tokens-per-minute", "Fleet-wide token budget of the analyze task per model per minute (estimated before each call, corrected with the reported usage); 0 for none.", &c.LLMTokensPerMinute, false},
+		{"FetchPerHost", "BATON_FETCH_PER_HOST", "fetch-per-host", "Fleet-wide rate limit of fetches per URL host, e.g. 2/s; empty for none.", &c.FetchPerHost, false},
 	}
 }
 
@@ -284,6 +304,8 @@ func setField(ptr any, raw string) error {
 			return err
 		}
 		*p = q
+	case pflag.Value:
+		return p.Set(s)
 	default:
 		panic(fmt.Sprintf("config: no parser for %T", ptr))
 	}
@@ -322,6 +344,8 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 			fs.Var((*bytesValue)(p), f.flag, usage)
 		case *map[string]int:
 			fs.Var((*queuesValue)(p), f.flag, usage)
+		case pflag.Value:
+			fs.Var(p, f.flag, usage)
 		}
 		if f.env == "REDIS_URL" {
 			// --help prints defaults; the env value may hold a password.
@@ -489,6 +513,8 @@ func formatValue(ptr any) string {
 		return formatDuration(*p)
 	case *map[string]int:
 		return FormatQueues(*p)
+	case fmt.Stringer:
+		return p.String()
 	}
 	return fmt.Sprint(ptr)
 }
@@ -591,6 +617,7 @@ func (c Config) Validate() error {
 			bad(&c.MetricsAddr, "must be host:port or :port, e.g. :9090; leave it empty to turn metrics off")
 		}
 	}
+	c.validateLimits(bad)
 	return errors.Join(errs...)
 }
 

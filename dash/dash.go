@@ -9,8 +9,9 @@
 //	/workflows/{id}            the canvas as an SVG graph, refreshing while it runs
 //	/workflows/{id}.json       the workflow and its steps
 //	POST /workflows/{id}/cancel  cancel it (not in read-only mode)
+//	/limits                    flow-control limits, their usage and waiting tasks; .json for the data
 //	/monitoring/               asynqmon
-//	/metrics                   Prometheus metrics (package metrics, plus queue sizes)
+//	/metrics                   Prometheus metrics (package metrics, plus queue sizes and limit usage)
 //	/healthz                   200 when Redis answers PING
 //
 // Pages are server-rendered HTML and SVG with one small script, all embedded:
@@ -102,7 +103,7 @@ func New(rdb redis.UniversalClient, client *baton.Client, opts Options) http.Han
 	}
 	if opts.Metrics == nil {
 		local := prometheus.NewRegistry()
-		local.MustRegister(metrics.NewQueueCollector(rdb, 0))
+		local.MustRegister(metrics.NewQueueCollector(rdb, 0), metrics.NewLimitCollector(rdb, 0))
 		g := prometheus.Gatherers{metrics.Registry(), local}
 		opts.Metrics = promhttp.HandlerFor(g, promhttp.HandlerOpts{})
 	}
@@ -136,6 +137,8 @@ func New(rdb redis.UniversalClient, client *baton.Client, opts Options) http.Han
 	mux.HandleFunc("GET /workflows.json", s.listJSON)
 	mux.HandleFunc("GET /workflows/{id}", s.workflow)
 	mux.HandleFunc("POST /workflows/{id}/cancel", s.cancel)
+	mux.HandleFunc("GET /limits", s.limits)
+	mux.HandleFunc("GET /limits.json", s.limitsJSON)
 
 	var h http.Handler = mux
 	h = securityHeaders(h)

@@ -25,6 +25,7 @@ func mustPages() *pages {
 		},
 		"terminal": terminal,
 		"f1":       func(f float64) string { return fmt.Sprintf("%.1f", f) },
+		"pctf":     func(f float64) int { return int(f*100 + 0.5) },
 		"plural": func(n int, word string) string {
 			if n == 1 {
 				return fmt.Sprintf("%d %s", n, word)

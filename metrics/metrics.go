@@ -70,13 +70,19 @@ var (
 		Name:      "llm_cache_requests_total",
 		Help:      "LLM response cache look-ups, by result (hit, miss).",
 	}, []string{"result"})
+
+	throttled = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace,
+		Name:      "throttled_total",
+		Help:      "Deliveries sent back to wait for a rate or concurrency limit (not retries), by kind and limit.",
+	}, []string{"kind", "limit"})
 )
 
 func init() {
 	registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		taskDuration, taskRetries, workflowsFinished, llmTokens, llmCache,
+		taskDuration, taskRetries, workflowsFinished, llmTokens, llmCache, throttled,
 	)
 }
 
@@ -115,6 +121,9 @@ func AddLLMTokens(model string, prompt, completion int) {
 		llmTokens.WithLabelValues(model, "completion").Add(float64(completion))
 	}
 }
+
+// IncThrottled counts one delivery of kind sent back to wait for limit.
+func IncThrottled(kind, limit string) { throttled.WithLabelValues(kind, limit).Inc() }
 
 // LLMCacheLookup counts one LLM response cache look-up.
 func LLMCacheLookup(hit bool) {

@@ -114,6 +114,10 @@ type LLMConfig struct {
 	CacheTTL time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// TokensPerMinute, when positive, is a fleet-wide token budget per
+	// model: AnalyzeTask adds it as the rate limit TokenLimit (see
+	// EstimateTokens). Defaults to 0 (none).
+	TokensPerMinute int
 }
 
 // WithDefaults returns a copy of c with every zero field set to its default.
@@ -236,6 +240,7 @@ func (a *Analyzer) Analyze(ctx context.Context, args AnalyzeArgs) (AnalyzeResult
 	if res, ok := a.cacheGet(ctx, key); ok {
 		metrics.LLMCacheLookup(true)
 		a.log.DebugContext(ctx, "llm cache hit", "key", key, "model", res.Model)
+		a.setCost(ctx, 0) // no call, no tokens: refund the estimate
 		return res, nil
 	}
 	metrics.LLMCacheLookup(false)
@@ -274,6 +279,7 @@ func (a *Analyzer) Analyze(ctx context.Context, args AnalyzeArgs) (AnalyzeResult
 		"prompt_tokens", res.PromptTokens, "completion_tokens", res.CompletionTokens,
 		"truncated", truncated, "duration", time.Since(start))
 	metrics.AddLLMTokens(res.Model, res.PromptTokens, res.CompletionTokens)
+	a.setCost(ctx, res.TotalTokens)
 	a.cacheSet(ctx, key, res)
 	return res, nil
 }
@@ -362,6 +368,9 @@ func (a *Analyzer) classify(parent, callCtx context.Context, header http.Header,
 			return baton.Permanent(e)
 		}
 		if d, ok := retryAfter(header, time.Now()); ok {
+			if e.StatusCode == http.StatusTooManyRequests {
+				return baton.RateLimited(d, e) // pauses the task's rate limits for every analyze
+			}
 			return baton.RetryAfter(d, e)
 		}
 		return e

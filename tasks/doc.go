@@ -11,5 +11,8 @@
 //
 // Each task is plain Go logic with typed arguments and a typed result; it
 // reports "retry later" and "give up" with [baton.RetryAfter] and
-// [baton.Permanent].
+// [baton.Permanent], and an upstream's 429 with [baton.RateLimited], which
+// pauses the task's fleet-wide rate limits. FetchConfig.PerHost limits
+// fetches per host and LLMConfig.TokensPerMinute analyze's tokens per model
+// (limits.go).
 package tasks

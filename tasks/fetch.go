@@ -81,6 +81,10 @@ type FetchConfig struct {
 	// more attempt) rather than failed or parked for hours. Defaults to
 	// FetchRetryAfterCapDefault (10m).
 	RetryAfterCap time.Duration
+	// PerHost, when its Rate is set, limits fetches per URL host across the
+	// whole fleet (FetchTask adds it as the rate limit FetchHostLimit; its
+	// Name and Key are set there). Defaults to off.
+	PerHost baton.RateLimit
 }
 
 func (c FetchConfig) withDefaults() FetchConfig {
@@ -304,11 +308,15 @@ func (f *Fetcher) statusError(resp *http.Response, where string) error {
 		if !ok {
 			return fmt.Errorf("%s: %s (retryable)", where, status)
 		}
+		retryAfter := baton.RetryAfter
+		if code == http.StatusTooManyRequests {
+			retryAfter = baton.RateLimited // pauses the task's rate limits (per host) for everyone
+		}
 		if d > f.cfg.RetryAfterCap {
-			return baton.RetryAfter(f.cfg.RetryAfterCap, fmt.Errorf("%s: %s (retryable: Retry-After %s, capped at %s)",
+			return retryAfter(f.cfg.RetryAfterCap, fmt.Errorf("%s: %s (retryable: Retry-After %s, capped at %s)",
 				where, status, d, f.cfg.RetryAfterCap))
 		}
-		return baton.RetryAfter(d, fmt.Errorf("%s: %s (retryable: Retry-After %s)", where, status, d))
+		return retryAfter(d, fmt.Errorf("%s: %s (retryable: Retry-After %s)", where, status, d))
 	case code >= 500:
 		return fmt.Errorf("%s: %s (retryable: server error)", where, status)
 	case code >= 400:

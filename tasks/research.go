@@ -57,16 +57,24 @@ func analyzeOptions(llmTimeout time.Duration) *baton.TaskOptions {
 // FetchTask is the fetch task backed by f. retryDelay is the first backoff
 // delay (BATON_FETCH_RETRY_DELAY).
 func FetchTask(f *Fetcher, retryDelay time.Duration) *baton.Task[FetchArgs, FetchResult] {
-	return baton.NewTask(FetchKind, f.Fetch, fetchOptions(retryDelay, f.cfg.Timeout))
+	opts := fetchOptions(retryDelay, f.cfg.Timeout)
+	if f.cfg.PerHost.Rate > 0 {
+		opts.RateLimits = append(opts.RateLimits, perHost(f.cfg.PerHost))
+	}
+	return baton.NewTask(FetchKind, f.Fetch, opts)
 }
 
 // AnalyzeTask is the analyze task backed by a. Sources that reach it as
 // failures (from fetches marked continue_on_failure) are listed as failed
 // instead of analysed.
 func AnalyzeTask(a *Analyzer) *baton.Task[AnalyzeArgs, AnalyzeResult] {
+	opts := analyzeOptions(a.cfg.Timeout)
+	if a.cfg.TokensPerMinute > 0 && a.Online() {
+		opts.RateLimits = append(opts.RateLimits, a.tokenBudget())
+	}
 	return baton.NewTask(AnalyzeKind, func(ctx context.Context, args AnalyzeArgs) (AnalyzeResult, error) {
 		return a.Analyze(ctx, SplitFailed(args))
-	}, analyzeOptions(a.cfg.Timeout))
+	}, opts)
 }
 
 // Declarations for producers that enqueue research work without running it.

@@ -26,6 +26,9 @@ of figures, ratios and targets:
   W3  N/10 chains of 2 steps with ~1 KB payloads
   W4  N/100 chords of 10 header tasks and a body
   W5  single-task idle round trip, then idle CPU (this process + Redis)
+  W6  scale-out: 1, 2 and 4 baton worker processes
+  W9  flow control: W2 under a never-binding rate limit vs none, and a
+      limited run's achieved rate vs the configured one
 
 Each baton/baseline pair runs --repeats times, alternating which goes first,
 and the median is printed. When ../shared/bench/celery/run.sh exists (from

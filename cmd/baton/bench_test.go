@@ -58,7 +58,7 @@ func TestBenchQuick(t *testing.T) {
 
 func TestBenchUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
-		{"--only", "W9"},
+		{"--only", "W99"},
 		{"--n", "10"},
 		{"extra"},
 	} {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/batonhq/baton"
+	"github.com/batonhq/baton/backend"
 )
 
 // queueStats is one queue's row in `baton inspect`.
@@ -30,9 +32,14 @@ func newInspectCmd(a *app) *cobra.Command {
 		Use:   "inspect",
 		Short: "Show the queues with their pending, active, scheduled, retry and archived tasks",
 		Long: `Show every queue with its task counts: pending (waiting for a worker),
-active (running), scheduled (countdown or ETA), retry (waiting to retry),
-archived (failed for good, kept for inspection) and completed. The default
-queue is always listed.`,
+active (running), scheduled (countdown or ETA), retry (waiting to retry, or
+waiting for a limit), archived (failed for good, kept for inspection) and
+completed. The default queue is always listed.
+
+Then, when workers enforce limits (BATON_RATE_LIMITS, ...), each limit:
+its definition, the kinds under it, how many key values it saw in the last
+day, its usage (the busiest key's slots held, or burst allowance used) and
+how many tasks wait on it.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rdb, err := a.Redis(cmd.Context())
@@ -43,8 +50,16 @@ queue is always listed.`,
 			if err != nil {
 				return err
 			}
+			limits, err := backend.ReadLimits(cmd.Context(), rdb)
+			if err != nil {
+				return err
+			}
 			if asJSON {
-				return writeJSON(a.stdout, map[string]any{"queues": stats})
+				out := map[string]any{"queues": stats}
+				if len(limits) > 0 {
+					out["limits"] = limits
+				}
+				return writeJSON(a.stdout, out)
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "QUEUE\tPENDING\tACTIVE\tSCHEDULED\tRETRY\tARCHIVED\tCOMPLETED")
@@ -55,7 +70,10 @@ queue is always listed.`,
 				}
 				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\n", name, s.Pending, s.Active, s.Scheduled, s.Retry, s.Archived, s.Completed)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			return writeLimits(a.stdout, limits)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "Print JSON")
@@ -87,4 +105,20 @@ func inspectQueues(ins *asynq.Inspector) ([]queueStats, error) {
 	}
 	slices.SortFunc(out, func(a, b queueStats) int { return strings.Compare(a.Queue, b.Queue) })
 	return out, nil
+}
+
+// writeLimits prints the limits workers enforce, after a blank line; nothing
+// when there are none.
+func writeLimits(w io.Writer, limits []backend.LimitState) error {
+	if len(limits) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "LIMIT\tTYPE\tDEFINITION\tKINDS\tKEYS\tUSAGE\tWAITING")
+	for _, l := range limits {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.0f%%\t%d\n", l.Name, l.Type, l.LimitDef.String(), strings.Join(l.Kinds, ","),
+			l.ActiveKeys, l.Usage*100, l.Waiting)
+	}
+	return tw.Flush()
 }

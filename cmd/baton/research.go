@@ -36,18 +36,20 @@ func fetchConfig(cfg config.Config) tasks.FetchConfig {
 		DenyPrivate:   cfg.FetchDenyPrivate,
 		UserAgent:     cfg.FetchUserAgent,
 		RetryAfterCap: cfg.FetchRetryAfterCap,
+		PerHost:       rateLimit(cfg.FetchPerHost),
 	}
 }
 
 func llmConfig(cfg config.Config) tasks.LLMConfig {
 	return tasks.LLMConfig{
-		APIKey:        cfg.OpenAIAPIKey,
-		BaseURL:       cfg.OpenAIBaseURL,
-		Model:         cfg.Model,
-		Timeout:       cfg.LLMTimeout,
-		SystemPrompt:  cfg.SystemPrompt,
-		MaxInputChars: cfg.MaxInputChars,
-		CacheTTL:      cfg.LLMCacheTTL,
+		APIKey:          cfg.OpenAIAPIKey,
+		BaseURL:         cfg.OpenAIBaseURL,
+		Model:           cfg.Model,
+		Timeout:         cfg.LLMTimeout,
+		SystemPrompt:    cfg.SystemPrompt,
+		MaxInputChars:   cfg.MaxInputChars,
+		CacheTTL:        cfg.LLMCacheTTL,
+		TokensPerMinute: cfg.LLMTokensPerMinute,
 	}
 }
 

@@ -57,6 +57,9 @@ func runWorker(ctx context.Context, a *app, pollInterval time.Duration) error {
 			return err
 		}
 		defer srv.Close()
+		if rdb, err := a.Redis(ctx); err == nil {
+			defer metrics.WatchLimits(rdb)() // limit usage beside the worker's counters
+		}
 		log.Info("serving metrics", "addr", srv.Addr, "path", "/metrics")
 	}
 	return w.Run(ctx)
@@ -101,6 +104,9 @@ func (a *app) newWorker(ctx context.Context, pollInterval time.Duration) (*baton
 	})
 	if err != nil {
 		return nil, &usageError{err}
+	}
+	if defs, err = configLimits(a.cfg, defs); err != nil {
+		return nil, err
 	}
 	if err := w.Register(defs...); err != nil {
 		return nil, err

@@ -11,6 +11,8 @@
 //	W3  N/10 two-step chains with ~1 KB payloads, enqueued at once
 //	W4  N/100 chords of 10 header tasks and a body
 //	W5  single-task idle round trip, then idle CPU of the process and Redis
+//	W9  flow control: W2 under a rate limit that never binds vs none, and a
+//	    limited run's achieved rate vs the configured one
 //
 // Every baton/baseline pair is measured Options.Repeats times, the order
 // alternating, and the median kept: this runs on small, noisy machines.
@@ -44,7 +46,7 @@ const (
 )
 
 // Workloads lists the workload names in run order.
-var Workloads = []string{"W1", "W2", "W3", "W4", "W5", "W6"}
+var Workloads = []string{"W1", "W2", "W3", "W4", "W5", "W6", "W9"}
 
 // Options configure a run. The zero value is a full run of every workload.
 type Options struct {
@@ -140,6 +142,8 @@ type Target struct {
 	Min float64 `json:"min,omitempty"`
 	// Max: baton ≤ Max (in the row's unit).
 	Max float64 `json:"max,omitempty"`
+	// Within: baton within this fraction of the baseline (|ratio-1| ≤ Within).
+	Within float64 `json:"within,omitempty"`
 }
 
 func (t Target) String(unit, baseline string) string {
@@ -150,6 +154,8 @@ func (t Target) String(unit, baseline string) string {
 		return "≥ " + fmtNum(t.Min) + " " + unit
 	case t.Max > 0:
 		return "≤ " + fmtNum(t.Max) + " " + unit
+	case t.Within > 0:
+		return fmt.Sprintf("±%.0f%% of %s", t.Within*100, baseline)
 	}
 	return ""
 }
@@ -197,6 +203,8 @@ func newRow(workload, name, unit string, baton []float64, baselineName string, b
 			ok = r.Baton >= t.Min
 		case t.Max > 0:
 			ok = r.Baton <= t.Max
+		case t.Within > 0:
+			ok = r.Ratio > 0 && math.Abs(r.Ratio-1) <= t.Within
 		}
 		r.Met = &ok
 	}
@@ -290,6 +298,8 @@ func runWorkload(ctx context.Context, name string, o Options, rep *Report) ([]Ro
 		return runW5(ctx, env, o)
 	case "W6":
 		return runW6(ctx, env, o)
+	case "W9":
+		return runW9(ctx, env, o)
 	}
 	return nil, "", fmt.Errorf("unknown workload %q", name)
 }
@@ -396,11 +406,18 @@ func percentile(xs []float64, p float64) float64 {
 type figures struct {
 	rate     float64 // per second
 	p50, p99 float64 // latency, ms
+	perTask  float64 // script calls per task, when counted
 }
 
 // runPair measures baton and the baseline reps times each, alternating
 // which goes first, and flushes Redis before every run.
 func runPair(ctx context.Context, env *redisEnv, o Options, label string,
+	batonRun, baseRun func(context.Context) (figures, error)) (b, a []figures, err error) {
+	return runPairNamed(ctx, env, o, label, [2]string{"baton", "asynq"}, batonRun, baseRun)
+}
+
+// runPairNamed is runPair with the two sides' names for the progress lines.
+func runPairNamed(ctx context.Context, env *redisEnv, o Options, label string, names [2]string,
 	batonRun, baseRun func(context.Context) (figures, error)) (b, a []figures, err error) {
 	for rep := range o.Repeats {
 		order := []bool{true, false}
@@ -411,9 +428,9 @@ func runPair(ctx context.Context, env *redisEnv, o Options, label string,
 			if err := env.flush(ctx); err != nil {
 				return nil, nil, err
 			}
-			run, who := baseRun, "asynq"
+			run, who := baseRun, names[1]
 			if isBaton {
-				run, who = batonRun, "baton"
+				run, who = batonRun, names[0]
 			}
 			f, err := run(ctx)
 			if err != nil {

@@ -52,8 +52,8 @@ func TestRunQuick(t *testing.T) {
 }
 
 func TestOptionsValidate(t *testing.T) {
-	_, err := Options{Workloads: []string{"W9"}}.withDefaults()
-	require.ErrorContains(t, err, `unknown workload "W9"`)
+	_, err := Options{Workloads: []string{"W99"}}.withDefaults()
+	require.ErrorContains(t, err, `unknown workload "W99"`)
 	_, err = Options{N: 10}.withDefaults()
 	require.ErrorContains(t, err, "too small")
 
@@ -83,4 +83,17 @@ func TestPercentile(t *testing.T) {
 	require.Equal(t, 1.0, percentile(xs, 1))
 	require.Equal(t, "20,000", fmtNum(20000))
 	require.Equal(t, "4.50", fmtNum(4.5))
+}
+
+// TestRunW9Quick runs the flow-control workload at a small N: its three
+// rows are there with positive figures (no timing asserts).
+func TestRunW9Quick(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	require.NoError(t, Run(ctx, &out, Options{Workloads: []string{"W9"}, Quick: true, N: 500, NoCelery: true}), out.String())
+	t.Log("\n" + out.String())
+	require.Contains(t, out.String(), "W9 W2 under a never-binding rate limit")
+	require.Contains(t, out.String(), "W9 script calls per task")
+	require.Contains(t, out.String(), "W9 achieved rate, 200 tasks under 200/s burst 1")
 }

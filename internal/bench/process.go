@@ -25,6 +25,12 @@ func runW2(ctx context.Context, env *redisEnv, o Options) ([]Row, string, error)
 }
 
 func batonProcess(ctx context.Context, env *redisEnv, n, conc int) (figures, error) {
+	return batonProcessWith(ctx, env, n, conc, nil)
+}
+
+// batonProcessWith is batonProcess with the no-op task registered with
+// opts (W9 gives it limits); it also counts the script calls per task.
+func batonProcessWith(ctx context.Context, env *redisEnv, n, conc int, opts *baton.TaskOptions) (figures, error) {
 	ctx, cancel := context.WithTimeout(ctx, runDeadline)
 	defer cancel()
 	rdb := env.client()
@@ -49,11 +55,14 @@ func batonProcess(ctx context.Context, env *redisEnv, n, conc int) (figures, err
 	noop := baton.NewTask("noop", func(context.Context, noopArgs) (noopResult, error) {
 		cnt.inc()
 		return noopResult{OK: true}, nil
-	}, nil)
+	}, opts)
 	wrdb := env.client()
 	defer wrdb.Close()
 	w, err := batonWorker(wrdb, conc, noop)
 	if err != nil {
+		return figures{}, err
+	}
+	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
 		return figures{}, err
 	}
 	start := time.Now()
@@ -66,10 +75,14 @@ func batonProcess(ctx context.Context, env *redisEnv, n, conc int) (figures, err
 	if err != nil {
 		return figures{}, err
 	}
+	cmds, err := scriptCalls(ctx, rdb)
+	if err != nil {
+		return figures{}, err
+	}
 	if err := verifySuccess(ctx, c, ids); err != nil {
 		return figures{}, err
 	}
-	return figures{rate: float64(n) / elapsed.Seconds()}, nil
+	return figures{rate: float64(n) / elapsed.Seconds(), perTask: float64(cmds) / float64(n)}, nil
 }
 
 // verifySuccess checks, outside the clock, that every task is SUCCESS.

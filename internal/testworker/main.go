@@ -1,6 +1,10 @@
-// Command testworker is a baton worker process for tests that need to kill a
-// real process (SIGKILL) mid-task. It runs one task kind, "block", whose
-// handler records its start and then blocks until it is cancelled.
+// Command testworker is a baton worker process for tests that need real
+// processes: to kill one (SIGKILL) mid-task, or to run several that share
+// fleet-wide limits. It runs the task kind "block", whose handler records
+// its start and then blocks until it is cancelled, and the research "fetch"
+// task, whose User-Agent is "testworker/<pid>" so a test server can tell
+// the processes apart. Flags set the limits, as BATON_RATE_LIMITS and
+// friends do for `baton worker`.
 //
 //	testworker -redis host:port                 a single Redis
 //	testworker -url REDIS_URL [-queue q] [-log key]
@@ -22,6 +26,7 @@ import (
 
 	"github.com/batonhq/baton"
 	"github.com/batonhq/baton/config"
+	"github.com/batonhq/baton/tasks"
 )
 
 // LogKeyDefault is the list the block task reports its starts to.
@@ -43,6 +48,14 @@ func main() {
 	rawURL := flag.String("url", "", "Redis URL, any form baton's REDIS_URL takes (overrides -redis)")
 	queue := flag.String("queue", baton.QueueDefault, "queue to consume")
 	logKey := flag.String("log", LogKeyDefault, "list the block task reports its starts to")
+	concurrency := flag.Int("concurrency", 10, "tasks run at once")
+	var rates config.RateLimits
+	var concs config.ConcurrencyLimits
+	var perHost config.Rate
+	flag.Var(&rates, "rate-limits", "fleet-wide rate limits per kind, e.g. fetch=10/s")
+	flag.Var(&concs, "concurrency-limits", "fleet-wide concurrency limits per kind, e.g. fetch=2")
+	flag.Var(&perHost, "fetch-per-host", "per-host rate limit of fetch, e.g. 2/s")
+	lease := flag.Duration("lease", 0, "concurrency slot lease (WorkerOptions.LimitLease)")
 	flag.Parse()
 	var rdb redis.UniversalClient = redis.NewClient(&redis.Options{Addr: *addr})
 	if *rawURL != "" {
@@ -52,20 +65,38 @@ func main() {
 			os.Exit(2)
 		}
 	}
+	if err := run(rdb, *queue, *logKey, *concurrency, rates, concs, perHost, *lease); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func run(rdb redis.UniversalClient, queue, logKey string, concurrency int, rates config.RateLimits, concs config.ConcurrencyLimits, perHost config.Rate, lease time.Duration) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	w, err := baton.NewWorker(rdb, &baton.WorkerOptions{Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), ShutdownTimeout: time.Second,
-		Queues: map[string]int{*queue: 1}})
+	w, err := baton.NewWorker(rdb, &baton.WorkerOptions{Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
+		ShutdownTimeout: time.Second, Concurrency: concurrency, LimitLease: lease, Queues: map[string]int{queue: 1}})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return err
 	}
-	if err := w.Register(Block(rdb, *logKey)); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	f := tasks.NewFetcher(tasks.FetchConfig{Timeout: 10 * time.Second, UserAgent: fmt.Sprintf("testworker/%d", os.Getpid()),
+		PerHost: baton.RateLimit{Rate: perHost.N, Per: perHost.Per, Burst: perHost.Burst}})
+	defs := []baton.Definition{Block(rdb, logKey), tasks.FetchTask(f, 100*time.Millisecond)}
+	for i, d := range defs {
+		var rl []baton.RateLimit
+		var cl []baton.ConcurrencyLimit
+		if r, ok := rates[d.Kind()]; ok {
+			rl = append(rl, baton.RateLimit{Rate: r.N, Per: r.Per, Burst: r.Burst})
+		}
+		if n, ok := concs[d.Kind()]; ok {
+			cl = append(cl, baton.ConcurrencyLimit{Max: n})
+		}
+		if defs[i], err = baton.WithLimits(d, rl, cl); err != nil {
+			return err
+		}
 	}
-	if err := w.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	if err := w.Register(defs...); err != nil {
+		return err
 	}
+	return w.Run(ctx)
 }
