@@ -99,10 +99,12 @@ type Config struct {
 	// FetchMaxBody caps a fetched body, in bytes (BATON_FETCH_MAX_BYTES).
 	// Defaults to 10 MiB.
 	FetchMaxBody int64
-	// FetchDenyPrivate refuses private (RFC 1918, ULA, loopback) addresses
-	// as well as the always-refused link-local and metadata ones
-	// (FETCH_DENY_PRIVATE). Defaults to false.
-	FetchDenyPrivate bool
+	// FetchAllowPrivate lets fetches reach private (RFC 1918, ULA, CGNAT)
+	// and loopback addresses, refused by default so that whoever can
+	// enqueue a fetch cannot reach Redis or internal services
+	// (BATON_FETCH_ALLOW_PRIVATE). Link-local and metadata addresses are
+	// refused always. Defaults to false.
+	FetchAllowPrivate bool
 	// FetchUserAgent is the User-Agent of fetches (BATON_FETCH_USER_AGENT).
 	// Defaults to FetchUserAgentDefault.
 	FetchUserAgent string
@@ -138,7 +140,19 @@ type Config struct {
 	// MetricsAddr is the listen address of the metrics endpoint, e.g. :9090
 	// (BATON_METRICS_ADDR). Defaults to "" (off).
 	MetricsAddr string
+
+	// legacyDenyPrivate is where FETCH_DENY_PRIVATE (or the hidden
+	// --fetch-deny-private) was set, e.g. "FETCH_DENY_PRIVATE=true":
+	// replaced by BATON_FETCH_ALLOW_PRIVATE, it fails Validate.
+	legacyDenyPrivate string
 }
+
+// Replaced settings: still read, so that Validate can say what took their
+// place instead of silently ignoring them.
+const (
+	legacyDenyPrivateEnv  = "FETCH_DENY_PRIVATE"
+	legacyDenyPrivateFlag = "fetch-deny-private"
+)
 
 // Var documents one environment variable.
 type Var struct {
@@ -175,7 +189,7 @@ func (c *Config) fields() []field {
 		{"LogFormat", "BATON_LOG_FORMAT", "log-format", "Log format: text or json.", &c.LogFormat, false},
 		{"FetchTimeout", "BATON_FETCH_TIMEOUT", "fetch-timeout", "Timeout of one HTTP fetch.", &c.FetchTimeout, false},
 		{"FetchMaxBody", "BATON_FETCH_MAX_BYTES", "fetch-max-bytes", "Largest body a fetch reads, in bytes or with a unit (10MiB).", &c.FetchMaxBody, false},
-		{"FetchDenyPrivate", "FETCH_DENY_PRIVATE", "fetch-deny-private", "Also refuse private and loopback addresses (link-local and metadata addresses are always refused).", &c.FetchDenyPrivate, false},
+		{"FetchAllowPrivate", "BATON_FETCH_ALLOW_PRIVATE", "fetch-allow-private", "Let fetches reach private and loopback addresses, refused by default (link-local and metadata addresses are always refused).", &c.FetchAllowPrivate, false},
 		{"FetchUserAgent", "BATON_FETCH_USER_AGENT", "fetch-user-agent", "User-Agent header of fetches.", &c.FetchUserAgent, false},
 		{"FetchRetryDelay", "BATON_FETCH_RETRY_DELAY", "fetch-retry-delay", "Wait before retrying a failed fetch that gave no Retry-After.", &c.FetchRetryDelay, false},
 		{"FetchRetryAfterCap", "BATON_FETCH_RETRY_AFTER_CAP", "fetch-retry-after-cap", "Longest upstream Retry-After honoured.", &c.FetchRetryAfterCap, false},
@@ -229,6 +243,9 @@ func FromEnv() (Config, error) {
 
 func fromLookup(lookup func(string) (string, bool)) (Config, error) {
 	c := Default()
+	if v, ok := lookup(legacyDenyPrivateEnv); ok && strings.TrimSpace(v) != "" {
+		c.legacyDenyPrivate = legacyDenyPrivateEnv + "=" + strings.TrimSpace(v)
+	}
 	var errs []error
 	for _, f := range c.fields() {
 		raw, ok := lookup(f.env)
@@ -328,6 +345,23 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 			fs.Lookup(f.flag).DefValue = RedactRedisURL(c.RedisURL)
 		}
 	}
+	fs.Var(&legacyFlag{dst: &c.legacyDenyPrivate, name: legacyDenyPrivateFlag}, legacyDenyPrivateFlag,
+		"Replaced by --fetch-allow-private")
+	fs.Lookup(legacyDenyPrivateFlag).NoOptDefVal = "true"
+	fs.Lookup(legacyDenyPrivateFlag).Hidden = true
+}
+
+// legacyFlag records that a replaced flag was given, for Validate to report.
+type legacyFlag struct {
+	dst  *string
+	name string
+}
+
+func (l *legacyFlag) String() string { return "" }
+func (l *legacyFlag) Type() string   { return "bool" }
+func (l *legacyFlag) Set(v string) error {
+	*l.dst = "--" + l.name
+	return nil
 }
 
 // bytesValue is a pflag.Value for a byte count.
@@ -540,6 +574,15 @@ func (c Config) Validate() error {
 		}
 	}
 
+	if c.legacyDenyPrivate != "" {
+		remove := "unset " + legacyDenyPrivateEnv
+		if strings.HasPrefix(c.legacyDenyPrivate, "--") {
+			remove = "drop " + c.legacyDenyPrivate
+		}
+		errs = append(errs, fmt.Errorf("%s: replaced by BATON_FETCH_ALLOW_PRIVATE (--fetch-allow-private): "+
+			"private and loopback addresses are now refused unless BATON_FETCH_ALLOW_PRIVATE=true; %s (and set BATON_FETCH_ALLOW_PRIVATE=true only if fetches must reach them)",
+			c.legacyDenyPrivate, remove))
+	}
 	if _, err := ParseRedisURL(c.RedisURL, c.RedisDialTimeout); err != nil {
 		bad(&c.RedisURL, err.Error())
 	}

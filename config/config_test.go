@@ -22,6 +22,7 @@ func clearEnv(t *testing.T) {
 	for _, v := range config.Vars {
 		t.Setenv(v.Name, "")
 	}
+	t.Setenv("FETCH_DENY_PRIVATE", "") // replaced, still read to be refused
 }
 
 func TestDefault(t *testing.T) {
@@ -37,7 +38,7 @@ func TestDefault(t *testing.T) {
 	require.Equal(t, "text", c.LogFormat)
 	require.Equal(t, 30*time.Second, c.FetchTimeout)
 	require.Equal(t, int64(10<<20), c.FetchMaxBody)
-	require.False(t, c.FetchDenyPrivate)
+	require.False(t, c.FetchAllowPrivate, "private and loopback addresses are refused by default")
 	require.Equal(t, "baton/0.1 (+https://github.com/batonhq/baton)", c.FetchUserAgent)
 	require.Equal(t, 60*time.Second, c.FetchRetryDelay)
 	require.Equal(t, 10*time.Minute, c.FetchRetryAfterCap)
@@ -61,7 +62,7 @@ func TestVars(t *testing.T) {
 	want := []string{
 		"REDIS_URL", "BATON_REDIS_TIMEOUT", "BATON_RESULT_TTL", "BATON_CONCURRENCY",
 		"BATON_QUEUES", "BATON_STRICT_PRIORITY", "BATON_SHUTDOWN_TIMEOUT", "BATON_LOG_LEVEL",
-		"BATON_LOG_FORMAT", "BATON_FETCH_TIMEOUT", "BATON_FETCH_MAX_BYTES", "FETCH_DENY_PRIVATE",
+		"BATON_LOG_FORMAT", "BATON_FETCH_TIMEOUT", "BATON_FETCH_MAX_BYTES", "BATON_FETCH_ALLOW_PRIVATE",
 		"BATON_FETCH_USER_AGENT", "BATON_FETCH_RETRY_DELAY", "BATON_FETCH_RETRY_AFTER_CAP",
 		"OPENAI_API_KEY", "OPENAI_BASE_URL", "BATON_MODEL", "BATON_LLM_TIMEOUT",
 		"BATON_SYSTEM_PROMPT", "BATON_LLM_MAX_INPUT_CHARS", "BATON_LLM_CACHE_TTL", "BATON_METRICS_ADDR",
@@ -103,7 +104,7 @@ func TestFromEnv(t *testing.T) {
 		"BATON_LOG_FORMAT":            "json",
 		"BATON_FETCH_TIMEOUT":         "10s",
 		"BATON_FETCH_MAX_BYTES":       "1048576",
-		"FETCH_DENY_PRIVATE":          "true",
+		"BATON_FETCH_ALLOW_PRIVATE":   "true",
 		"BATON_FETCH_USER_AGENT":      "test-agent",
 		"BATON_FETCH_RETRY_DELAY":     "5s",
 		"BATON_FETCH_RETRY_AFTER_CAP": "1h",
@@ -133,7 +134,7 @@ func TestFromEnv(t *testing.T) {
 		LogFormat:          "json",
 		FetchTimeout:       10 * time.Second,
 		FetchMaxBody:       1 << 20,
-		FetchDenyPrivate:   true,
+		FetchAllowPrivate:  true,
 		FetchUserAgent:     "test-agent",
 		FetchRetryDelay:    5 * time.Second,
 		FetchRetryAfterCap: time.Hour,
@@ -415,4 +416,32 @@ func TestLogger(t *testing.T) {
 	c.LogLevel, c.LogFormat = "debug", "text"
 	c.Logger(&buf).Debug("dbg")
 	require.Contains(t, buf.String(), "level=DEBUG msg=dbg")
+}
+
+// TestFetchDenyPrivateReplaced: the old FETCH_DENY_PRIVATE (whatever its
+// value) fails validation with a message naming its replacement, so nobody
+// who set it silently gets other behaviour than they asked for.
+func TestFetchDenyPrivateReplaced(t *testing.T) {
+	for _, v := range []string{"true", "false"} {
+		clearEnv(t)
+		t.Setenv("FETCH_DENY_PRIVATE", v)
+		c, err := config.FromEnv()
+		require.NoError(t, err)
+		err = c.Validate()
+		require.ErrorContains(t, err, "FETCH_DENY_PRIVATE="+v+": replaced by BATON_FETCH_ALLOW_PRIVATE (--fetch-allow-private)")
+		require.ErrorContains(t, err, "private and loopback addresses are now refused unless BATON_FETCH_ALLOW_PRIVATE=true")
+		require.ErrorContains(t, err, "unset FETCH_DENY_PRIVATE")
+	}
+
+	clearEnv(t)
+	c, err := config.FromEnv()
+	require.NoError(t, err)
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	c.BindFlags(fs)
+	require.NoError(t, fs.Parse([]string{"--fetch-deny-private"}))
+	require.ErrorContains(t, c.Validate(), "--fetch-deny-private: replaced by BATON_FETCH_ALLOW_PRIVATE (--fetch-allow-private)")
+	require.True(t, fs.Lookup("fetch-deny-private").Hidden, "the old flag is not advertised")
+
+	require.NoError(t, fs.Parse([]string{"--fetch-allow-private"}))
+	require.True(t, c.FetchAllowPrivate)
 }

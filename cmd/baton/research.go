@@ -33,7 +33,7 @@ func fetchConfig(cfg config.Config) tasks.FetchConfig {
 	return tasks.FetchConfig{
 		Timeout:       cfg.FetchTimeout,
 		MaxBody:       cfg.FetchMaxBody,
-		DenyPrivate:   cfg.FetchDenyPrivate,
+		AllowPrivate:  cfg.FetchAllowPrivate,
 		UserAgent:     cfg.FetchUserAgent,
 		RetryAfterCap: cfg.FetchRetryAfterCap,
 	}

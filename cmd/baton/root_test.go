@@ -107,6 +107,14 @@ func TestBadEnvironment(t *testing.T) {
 	require.Contains(t, o.stderr, `BATON_CONCURRENCY="many": not an integer`)
 }
 
+// TestFetchDenyPrivateRefused: a worker started with the replaced
+// FETCH_DENY_PRIVATE does not start; the message names the replacement.
+func TestFetchDenyPrivateRefused(t *testing.T) {
+	t.Setenv("FETCH_DENY_PRIVATE", "true")
+	o := runCLI(t, "", "worker").requireCode(t, exitUsage)
+	require.Contains(t, o.stderr, "FETCH_DENY_PRIVATE=true: replaced by BATON_FETCH_ALLOW_PRIVATE")
+}
+
 func TestHelp(t *testing.T) {
 	t.Parallel()
 	o := runCLI(t, "", "--help").requireCode(t, exitOK)
