@@ -65,9 +65,11 @@ type Config struct {
 	// redis-sentinel://...?master=NAME, redis-cluster:// or a host:port
 	// list; see ParseRedisURL. Defaults to RedisURLDefault.
 	RedisURL string
-	// RedisDialTimeout bounds dialing, reading and writing to Redis, so a
-	// producer learns quickly that Redis is down (BATON_REDIS_TIMEOUT).
-	// Defaults to 5s.
+	// RedisDialTimeout bounds dialing, reading and writing to Redis, and
+	// each whole call made through NewRedisClient (go-redis's retries and
+	// the wait for a pooled connection included), so a producer learns
+	// quickly that Redis is down or hung (BATON_REDIS_TIMEOUT). Defaults to
+	// 5s.
 	RedisDialTimeout time.Duration
 	// ResultTTL is how long task results stay in the backend
 	// (BATON_RESULT_TTL). Defaults to 24h.
@@ -179,7 +181,7 @@ type field struct {
 func (c *Config) fields() []field {
 	return []field{
 		{"RedisURL", "REDIS_URL", "redis-url", "Redis to use: redis://, rediss://, redis-sentinel://h1:p1,h2:p2/0?master=NAME, redis-cluster://h1:p1,h2:p2 or h1:p1,h2:p2.", &c.RedisURL, false},
-		{"RedisDialTimeout", "BATON_REDIS_TIMEOUT", "redis-timeout", "Dial, read and write timeout for Redis; bounds how long a call waits when Redis is down.", &c.RedisDialTimeout, false},
+		{"RedisDialTimeout", "BATON_REDIS_TIMEOUT", "redis-timeout", "Dial, read and write timeout for Redis; bounds each whole call (retries and the wait for a connection included) when Redis is down or hung.", &c.RedisDialTimeout, false},
 		{"ResultTTL", "BATON_RESULT_TTL", "result-ttl", "How long task results are kept.", &c.ResultTTL, false},
 		{"Concurrency", "BATON_CONCURRENCY", "concurrency", "Tasks a worker process runs at once.", &c.Concurrency, false},
 		{"Queues", "BATON_QUEUES", "queues", "Queues a worker serves with their weights, e.g. default=6,llm=3,low=1 (a bare name has weight 1).", &c.Queues, false},

@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -222,5 +223,86 @@ func FuzzParseRedisURL(f *testing.F) {
 			require.NotEmpty(t, a)
 		}
 		require.NotZero(t, opts.DialTimeout)
+	})
+}
+
+// pauseWrites makes srv hold every write command for d (CLIENT PAUSE ...
+// WRITE): connections stay open, reads answer, writes get no reply. It
+// unpauses when the test ends.
+func pauseWrites(t *testing.T, srv *redistest.Server, d time.Duration) {
+	t.Helper()
+	admin := srv.Client(t, 0)
+	require.NoError(t, admin.Do(context.Background(), "CLIENT", "PAUSE", d.Milliseconds(), "WRITE").Err())
+	t.Cleanup(func() { _ = admin.Do(context.Background(), "CLIENT", "UNPAUSE").Err() })
+}
+
+// TestRedisTimeoutBoundsACall: with writes paused, a call gives up after
+// about the timeout (BATON_REDIS_TIMEOUT), not once per go-redis retry
+// (MaxRetries 3: four times the timeout) nor after a further wait for a
+// pooled connection; the error names the setting and is a timeout. A
+// caller's own earlier deadline still wins, and reads still answer.
+func TestRedisTimeoutBoundsACall(t *testing.T) {
+	const timeout = time.Second
+	const bound = 2 * timeout // before the fix: 4 attempts of 1s each, and more behind a busy pool
+	srv := redistest.MustStart(t, redistest.Options{})
+	ctx := context.Background()
+	c, err := config.NewRedisClient(srv.URL(0)+"?pool_size=2", timeout)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	require.NoError(t, c.Set(ctx, "k", "v", 0).Err())
+	pauseWrites(t, srv, 30*time.Second)
+
+	requireTimeout := func(t *testing.T, what string, err error, took time.Duration) {
+		t.Helper()
+		t.Logf("%s: %v after %v", what, err, took.Round(time.Millisecond))
+		require.Error(t, err, what)
+		require.Less(t, took, bound, "%s gave up within about BATON_REDIS_TIMEOUT", what)
+		require.ErrorContains(t, err, "BATON_REDIS_TIMEOUT", what)
+		require.ErrorIs(t, err, os.ErrDeadlineExceeded, "%s: a timeout, not the caller's context", what)
+	}
+	t.Run("command", func(t *testing.T) {
+		t0 := time.Now()
+		err := c.Set(ctx, "k", "w", 0).Err()
+		requireTimeout(t, "SET", err, time.Since(t0))
+	})
+	t.Run("script", func(t *testing.T) {
+		t0 := time.Now()
+		err := redis.NewScript(`return redis.call("SET", KEYS[1], ARGV[1])`).Run(ctx, c, []string{"k"}, "w").Err()
+		requireTimeout(t, "EVALSHA", err, time.Since(t0))
+	})
+	t.Run("pipeline", func(t *testing.T) {
+		t0 := time.Now()
+		pipe := c.Pipeline()
+		set := pipe.Set(ctx, "k", "w", 0)
+		pipe.Incr(ctx, "n")
+		_, err := pipe.Exec(ctx)
+		requireTimeout(t, "pipeline", err, time.Since(t0))
+		require.ErrorIs(t, set.Err(), os.ErrDeadlineExceeded)
+	})
+	t.Run("callers waiting for a pooled connection", func(t *testing.T) {
+		errs := make(chan error, 6)
+		t0 := time.Now()
+		for range 6 { // three times the pool
+			go func() { errs <- c.Set(ctx, "k", "w", 0).Err() }()
+		}
+		for range 6 {
+			requireTimeout(t, "concurrent SET", <-errs, time.Since(t0))
+		}
+	})
+	t.Run("reads still answer", func(t *testing.T) {
+		// Dials cut short by the budget count as failed dials in go-redis's
+		// pool, which then fails fast until its background redial (at once)
+		// succeeds: allow for that instant.
+		redistest.WaitFor(t, 2*time.Second, "GET answers while writes are paused", func() bool {
+			v, err := c.Get(ctx, "k").Result()
+			return err == nil && v == "v"
+		})
+	})
+	t.Run("an earlier caller deadline wins", func(t *testing.T) {
+		cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		err := c.Set(cctx, "k", "w", 0).Err()
+		require.Error(t, err)
+		require.NotContains(t, err.Error(), "BATON_REDIS_TIMEOUT", "the caller's deadline, not the budget, ended it")
 	})
 }

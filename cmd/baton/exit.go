@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 
 	"github.com/batonhq/baton"
@@ -78,7 +79,9 @@ func exitCode(err error) int {
 		return ee.code
 	case errors.As(err, &ue):
 		return exitUsage
-	case errors.As(err, &re), errors.As(err, &ne):
+	case errors.As(err, &re), errors.As(err, &ne), errors.Is(err, os.ErrDeadlineExceeded):
+		// os.ErrDeadlineExceeded: Redis gave no reply within
+		// BATON_REDIS_TIMEOUT (config.NewRedisClient's budget).
 		return exitRedis
 	case errors.Is(err, baton.ErrNotFound):
 		return exitNotFound

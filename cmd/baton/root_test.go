@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -36,6 +37,7 @@ func TestExitCode(t *testing.T) {
 		{stateExit(baton.Started), exitNotFinished},
 		{stateExit(baton.Retry), exitNotFinished},
 		{fmt.Errorf("wait: %w", context.Canceled), exitInterrupted},
+		{fmt.Errorf("baton: enqueue: redis at a:1: no reply within 1s (BATON_REDIS_TIMEOUT): %w", os.ErrDeadlineExceeded), exitRedis},
 	}
 	for _, tt := range tests {
 		require.Equal(t, tt.want, exitCode(tt.err), "%v", tt.err)
@@ -73,6 +75,30 @@ func TestRedisUnreachable(t *testing.T) {
 		o := runCLI(t, "", "inspect", "--redis-url", "redis://127.0.0.1:"+other).requireCode(t, exitRedis)
 		require.Contains(t, o.stderr, "127.0.0.1:"+other)
 	})
+}
+
+// TestRedisTimeoutUnderPause: with Redis holding every write (CLIENT PAUSE
+// ... WRITE), enqueue and submit give up after about --redis-timeout, one
+// line naming the address and BATON_REDIS_TIMEOUT, exit 3.
+func TestRedisTimeoutUnderPause(t *testing.T) {
+	b := setup(t)
+	const timeout = time.Second
+	doc := filepath.Join(t.TempDir(), "c.json")
+	require.NoError(t, os.WriteFile(doc, []byte(`{"chain": [{"task": "echo"}, {"task": "echo"}]}`), 0o600))
+	require.NoError(t, b.rdb.Do(context.Background(), "CLIENT", "PAUSE", 60000, "WRITE").Err())
+	t.Cleanup(func() { _ = b.rdb.Do(context.Background(), "CLIENT", "UNPAUSE").Err() })
+	for _, args := range [][]string{{"enqueue", "echo"}, {"enqueue", "echo", "--id", "chosen"}, {"submit", doc}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			t0 := time.Now()
+			o := b.run(t, append(args, "--redis-timeout", timeout.String())...)
+			took := time.Since(t0)
+			t.Logf("%v: %s", took.Round(time.Millisecond), o.stderr)
+			o.requireCode(t, exitRedis)
+			require.Less(t, took, 2*timeout, "gave up within about --redis-timeout (before: once per go-redis retry)")
+			require.Contains(t, o.stderr, b.srv.Addr)
+			require.Contains(t, o.stderr, "BATON_REDIS_TIMEOUT")
+		})
+	}
 }
 
 func TestUsageErrors(t *testing.T) {
