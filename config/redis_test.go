@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -305,4 +306,70 @@ func TestRedisTimeoutBoundsACall(t *testing.T) {
 		require.Error(t, err)
 		require.NotContains(t, err.Error(), "BATON_REDIS_TIMEOUT", "the caller's deadline, not the budget, ended it")
 	})
+}
+
+// recordHandler is a slog.Handler that hands every record to a channel.
+type recordHandler struct{ ch chan slog.Record }
+
+func (h recordHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h recordHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h recordHandler) WithGroup(string) slog.Handler            { return h }
+func (h recordHandler) Handle(_ context.Context, r slog.Record) error {
+	select {
+	case h.ch <- r.Clone():
+	default: // the test has what it needs
+	}
+	return nil
+}
+
+// TestRedisLogsThroughSlog: go-redis's own log lines (here: the pub/sub
+// connection Redis closed) reach the slog logger at warn level with
+// component=redis, instead of raw lines on stderr.
+func TestRedisLogsThroughSlog(t *testing.T) {
+	recs := make(chan slog.Record, 100)
+	config.RouteRedisLogs(slog.New(recordHandler{ch: recs}))
+	t.Cleanup(func() { config.RouteRedisLogs(slog.New(slog.DiscardHandler)) })
+
+	srv := redistest.MustStart(t, redistest.Options{})
+	ctx := ctxTimeout(t, 20*time.Second)
+	c, err := config.NewRedisClient(srv.URL(0), 2*time.Second)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	ps := c.Subscribe(ctx, "news")
+	t.Cleanup(func() { _ = ps.Close() })
+	_, err = ps.Receive(ctx) // the subscription's confirmation
+	require.NoError(t, err)
+
+	admin := srv.Client(t, 0)
+	require.NoError(t, admin.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err())
+	_, err = ps.Receive(ctx)
+	require.Error(t, err, "the connection was closed under the subscriber")
+
+	for {
+		select {
+		case r := <-recs:
+			if !strings.Contains(r.Message, "discarding bad PubSub connection") {
+				continue
+			}
+			require.Equal(t, slog.LevelWarn, r.Level)
+			require.False(t, strings.HasPrefix(r.Message, "redis: "), "the redundant prefix is dropped: %q", r.Message)
+			var component string
+			r.Attrs(func(a slog.Attr) bool {
+				if a.Key == "component" {
+					component = a.Value.String()
+				}
+				return true
+			})
+			require.Equal(t, "redis", component)
+			return
+		case <-ctx.Done():
+			t.Fatal("go-redis's line never reached the slog logger")
+		}
+	}
+}
+
+func ctxTimeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
 }

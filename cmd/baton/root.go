@@ -231,6 +231,9 @@ Settings come from the environment (REDIS_URL, BATON_*), overridden by flags.`,
 			if err := a.cfg.Validate(); err != nil {
 				return &usageError{err}
 			}
+			// go-redis's own lines (a pub/sub connection lost, ...) go
+			// through the same logger as everything else.
+			config.RouteRedisLogs(a.Logger())
 			return nil
 		},
 	}
