@@ -141,6 +141,13 @@ func TestInvalidOptions(t *testing.T) {
 		{"queue with braces", baton.EnqueueOpts{Queue: "q{1}"}, `queue name "q{1}"`},
 		{"retry delay above max", baton.EnqueueOpts{RetryDelay: &baton.RetryPolicy{Delay: time.Minute, Max: time.Second}}, "raise Max or lower Delay"},
 		{"negative retry delay", baton.EnqueueOpts{RetryDelay: &baton.RetryPolicy{Delay: -time.Second}}, "RetryPolicy.Delay -1s is negative"},
+		// Durations travel in whole milliseconds: under 1ms would silently
+		// become 0, which means "the default".
+		{"Timeout under 1ms", baton.EnqueueOpts{Timeout: time.Nanosecond}, "Timeout 1ns is under 1ms"},
+		{"Countdown under 1ms", baton.EnqueueOpts{Countdown: 999 * time.Microsecond}, "Countdown 999µs is under 1ms"},
+		{"ExpiresIn under 1ms", baton.EnqueueOpts{ExpiresIn: time.Nanosecond}, "ExpiresIn 1ns is under 1ms"},
+		{"retry delay under 1ms", baton.EnqueueOpts{RetryDelay: baton.FixedDelay(time.Microsecond)}, "RetryPolicy.Delay 1µs is under 1ms"},
+		{"retry max under 1ms", baton.EnqueueOpts{RetryDelay: &baton.RetryPolicy{Max: time.Nanosecond}}, "RetryPolicy.Max 1ns is under 1ms"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -162,6 +169,31 @@ func TestInvalidOptions(t *testing.T) {
 		_, err := b.client.EnqueueKind(ctx, "", nil, nil)
 		require.ErrorContains(t, err, "empty task kind")
 	})
+	t.Run("1ms is accepted", func(t *testing.T) {
+		_, err := task.Enqueue(ctx, b.client, struct{}{}, &baton.EnqueueOpts{ID: "one-ms", Timeout: time.Millisecond,
+			Countdown: time.Millisecond, ExpiresIn: time.Hour, RetryDelay: baton.FixedDelay(time.Millisecond)})
+		require.NoError(t, err)
+		require.NoError(t, b.rdb.FlushDB(ctx).Err())
+	})
+	t.Run("JSON options under 1ms", func(t *testing.T) {
+		for field, doc := range map[string]string{
+			"timeout":           `{"timeout": "1ns"}`,
+			"countdown":         `{"countdown": "500us"}`,
+			"expires_in":        `{"expires_in": "1ns"}`,
+			"retry_delay":       `{"retry_delay": "1ns"}`,
+			"retry_delay.delay": `{"retry_delay": {"delay": "1ns"}}`,
+			"retry_delay.max":   `{"retry_delay": {"max": "999us"}}`,
+		} {
+			var o baton.EnqueueOpts
+			err := json.Unmarshal([]byte(doc), &o)
+			require.ErrorContains(t, err, field+": ", doc)
+			require.ErrorContains(t, err, "is under 1ms", doc)
+		}
+		_, err := b.client.Submit(ctx, &baton.Signature{Kind: "opt", Options: json.RawMessage(`{"timeout": "1ns"}`)}, nil)
+		require.ErrorIs(t, err, baton.ErrInvalidCanvas)
+		require.ErrorContains(t, err, "$.options")
+		require.ErrorContains(t, err, "under 1ms")
+	})
 	t.Run("nothing enqueued", func(t *testing.T) {
 		n, err := b.rdb.DBSize(ctx).Result()
 		require.NoError(t, err)
@@ -178,6 +210,12 @@ func TestInvalidOptions(t *testing.T) {
 		require.Contains(t, panicText(func() {
 			baton.NewTask("", func(ctx context.Context, _ int) (int, error) { return 0, nil }, nil)
 		}), "empty kind")
+		require.Contains(t, panicText(func() {
+			baton.NewTask("x", func(ctx context.Context, _ int) (int, error) { return 0, nil }, &baton.TaskOptions{Timeout: time.Nanosecond})
+		}), `task "x": Timeout 1ns is under 1ms`)
+		require.Contains(t, panicText(func() {
+			baton.NewTask("x", func(ctx context.Context, _ int) (int, error) { return 0, nil }, &baton.TaskOptions{RetryDelay: baton.FixedDelay(time.Nanosecond)})
+		}), `task "x": RetryPolicy.Delay 1ns is under 1ms`)
 	})
 
 	t.Run("NewClient and NewWorker", func(t *testing.T) {

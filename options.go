@@ -81,6 +81,8 @@ func (p RetryPolicy) validate() error {
 	if p.Max < 0 {
 		errs = append(errs, fmt.Errorf("RetryPolicy.Max %v is negative: use 0 for the default (10m) or a positive duration", p.Max))
 	}
+	errs = append(errs, subMillisecond("RetryPolicy.Delay", p.Delay, "the default (1s)"),
+		subMillisecond("RetryPolicy.Max", p.Max, "the default (10m)"))
 	if p.Max > 0 && p.Delay > p.Max {
 		errs = append(errs, fmt.Errorf("RetryPolicy.Delay %v is above Max %v: raise Max or lower Delay", p.Delay, p.Max))
 	}
@@ -123,6 +125,9 @@ func (o TaskOptions) validate(kind string) error {
 	if o.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("task %q: Timeout %v is negative", kind, o.Timeout))
 	}
+	if err := subMillisecond("Timeout", o.Timeout, "the default (30m)"); err != nil {
+		errs = append(errs, fmt.Errorf("task %q: %w", kind, err))
+	}
 	if err := validQueue(o.Queue); err != nil {
 		errs = append(errs, fmt.Errorf("task %q: %w", kind, err))
 	}
@@ -132,6 +137,16 @@ func (o TaskOptions) validate(kind string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// subMillisecond rejects a duration above 0 and under a millisecond: baton
+// keeps durations in whole milliseconds, so 1ns would silently become 0,
+// which means zero (what zero stands for).
+func subMillisecond(name string, d time.Duration, zero string) error {
+	if d > 0 && d < time.Millisecond {
+		return fmt.Errorf("%s %v is under 1ms: durations count in whole milliseconds; use at least 1ms, or 0 for %s", name, d, zero)
+	}
+	return nil
 }
 
 func validQueue(q string) error {
@@ -188,6 +203,8 @@ func (o *EnqueueOpts) validate() error {
 	if o.ExpiresIn < 0 {
 		errs = append(errs, fmt.Errorf("ExpiresIn %v is negative", o.ExpiresIn))
 	}
+	errs = append(errs, subMillisecond("Timeout", o.Timeout, "the task's default"),
+		subMillisecond("Countdown", o.Countdown, "none"), subMillisecond("ExpiresIn", o.ExpiresIn, "none"))
 	if err := validQueue(o.Queue); err != nil {
 		errs = append(errs, err)
 	}

@@ -83,6 +83,7 @@ func TestSubmitInvalid(t *testing.T) {
 		{"task id in options", `{"chain": [{"task": "echo", "options": {"id": "x"}}]}`,
 			`$.chain[0].options.id: task ids in a canvas are assigned by baton`},
 		{"bad options", `{"chain": [{"task": "echo", "options": {"countdown": "soon"}}]}`, `$.chain[0].options`},
+		{"timeout under 1ms", `{"chain": [{"task": "echo", "options": {"timeout": "1ns"}}]}`, `timeout: "1ns" is under 1ms`},
 		{"not JSON", `{"chain": [`, `$: not a JSON document`},
 	}
 	for _, tt := range invalid {
