@@ -159,10 +159,18 @@ func TestInvalidOptions(t *testing.T) {
 			require.ErrorIs(t, err, baton.ErrNotFound)
 		})
 	}
-	for _, id := range []string{"has space", "brace{", strings.Repeat("x", 201)} {
+	for _, id := range []string{"has space", "brace{", strings.Repeat("x", 201), "a.b", "wf.1", "a/b", "café", "tab\t", "semi;colon"} {
 		t.Run("bad id "+id[:min(len(id), 10)], func(t *testing.T) {
 			_, err := task.Enqueue(ctx, b.client, struct{}{}, &baton.EnqueueOpts{ID: id})
+			require.ErrorIs(t, err, baton.ErrInvalidOptions)
 			require.ErrorContains(t, err, "task id")
+			require.ErrorContains(t, err, "letters, digits, '-', '_' and ':'", "the error states the rule")
+			_, err = b.client.EnqueueKind(ctx, "opt", nil, &baton.EnqueueOpts{ID: id})
+			require.ErrorContains(t, err, "letters, digits, '-', '_' and ':'")
+			_, err = b.client.Submit(ctx, task.SI(struct{}{}, nil), &baton.SubmitOpts{ID: id})
+			require.ErrorIs(t, err, baton.ErrInvalidCanvas)
+			require.ErrorContains(t, err, "workflow id")
+			require.ErrorContains(t, err, "letters, digits, '-', '_' and ':'")
 		})
 	}
 	t.Run("empty kind", func(t *testing.T) {
@@ -239,6 +247,54 @@ func TestInvalidOptions(t *testing.T) {
 		_, err = backend.New(b.rdb, backend.Options{ResultTTL: 500 * time.Millisecond})
 		require.ErrorContains(t, err, "under 1s")
 	})
+}
+
+// TestIDRule: caller-chosen task and workflow ids are letters, digits, '-',
+// '_' and ':' (':' for namespaces such as tenant:42); '.' is reserved for
+// workflow steps ("<workflow>.<n>").
+func TestIDRule(t *testing.T) {
+	b := setup(t)
+	ctx := ctxTimeout(t, 10*time.Second)
+	task := baton.NewTask[int, int]("idr", nil, nil)
+	for _, id := range []string{"a", "tenant:42", "job_1-2", "A9", strings.Repeat("x", 200)} {
+		h, err := task.Enqueue(ctx, b.client, 1, &baton.EnqueueOpts{ID: id})
+		require.NoError(t, err, id)
+		require.Equal(t, id, h.ID)
+		wf, err := b.client.Submit(ctx, task.SI(1, nil), &baton.SubmitOpts{ID: "wf-" + id[:min(len(id), 190)]})
+		require.NoError(t, err, id)
+		require.Equal(t, "wf-"+id[:min(len(id), 190)]+".1", wf.Plan.Nodes[wf.Plan.Tasks()[0]].TaskID)
+	}
+}
+
+// TestIDKindCollision: enqueuing an id that exists with another kind is an
+// error naming the existing kind, not a handle on the other task's record;
+// the same kind stays idempotent.
+func TestIDKindCollision(t *testing.T) {
+	b := setup(t)
+	ctx := ctxTimeout(t, 10*time.Second)
+	add := baton.NewTask[addArgs, int]("coll.add", nil, nil)
+	mul := baton.NewTask[addArgs, int]("coll.mul", nil, nil)
+	_, err := add.Enqueue(ctx, b.client, addArgs{1, 2}, &baton.EnqueueOpts{ID: "shared"})
+	require.NoError(t, err)
+
+	_, err = mul.Enqueue(ctx, b.client, addArgs{3, 4}, &baton.EnqueueOpts{ID: "shared"})
+	require.ErrorIs(t, err, baton.ErrInvalidOptions)
+	require.ErrorContains(t, err, `task id "shared" is taken by a task of kind "coll.add"`)
+	_, err = b.client.EnqueueKind(ctx, "coll.mul", addArgs{3, 4}, &baton.EnqueueOpts{ID: "shared"})
+	require.ErrorContains(t, err, `kind "coll.add"`)
+
+	h, err := add.Enqueue(ctx, b.client, addArgs{1, 2}, &baton.EnqueueOpts{ID: "shared"})
+	require.NoError(t, err, "the same kind again is idempotent")
+	require.Equal(t, "shared", h.ID)
+	rec, err := b.client.Get(ctx, "shared")
+	require.NoError(t, err)
+	require.Equal(t, "coll.add", rec.Kind)
+
+	// A workflow's id is taken too: its record has the canvas's kind.
+	_, err = b.client.Submit(ctx, baton.Chain(add.S(addArgs{1, 2}, nil)), &baton.SubmitOpts{ID: "flow"})
+	require.NoError(t, err)
+	_, err = add.Enqueue(ctx, b.client, addArgs{1, 2}, &baton.EnqueueOpts{ID: "flow"})
+	require.ErrorContains(t, err, `task id "flow" is taken by a task of kind "chain"`)
 }
 
 // TestEveryKeyHasTTL: every key baton writes (asynq's own aside) expires.

@@ -72,8 +72,9 @@ func encodeOpts(o *EnqueueOpts) json.RawMessage {
 
 // SubmitOpts configure Submit.
 type SubmitOpts struct {
-	// ID is the workflow id (no '.', '{' or '}'). Defaults to a new random
-	// id. Submitting an id that exists returns the existing workflow.
+	// ID is the workflow id: 1 to 200 ASCII letters, digits, '-', '_' and
+	// ':' (backend.IDRule; its steps get "<ID>.<n>"). Defaults to a new
+	// random id. Submitting an id that exists returns the existing workflow.
 	ID string
 	// RequireKnownKinds rejects tasks whose kind the client was not told
 	// about with Declare.
@@ -101,8 +102,8 @@ func (c *Client) Submit(ctx context.Context, cv Canvas, opts *SubmitOpts) (*Work
 	if o.ID == "" {
 		o.ID = uuid.NewString()
 	}
-	if strings.ContainsAny(o.ID, ".{} ") || validID(o.ID) != nil {
-		return nil, fmt.Errorf("%w: workflow id %q: use letters, digits, '-' and '_' (no '.', braces or spaces)", ErrInvalidCanvas, o.ID)
+	if err := validCallerID("workflow id", o.ID); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidCanvas, err)
 	}
 	if err := chain.Walk(cv, func(path string, s *Signature) error {
 		if o.RequireKnownKinds {

@@ -117,6 +117,9 @@ func (c *Client) EnqueueKind(ctx context.Context, kind string, args any, opts *E
 	if kind == "" {
 		return nil, errors.New("baton: enqueue: empty task kind")
 	}
+	if err := checkEnqueueID(kind, opts); err != nil {
+		return nil, err
+	}
 	raw, err := toRaw(args)
 	if err != nil {
 		return nil, fmt.Errorf("baton: enqueue %s: %w", kind, err)
@@ -239,7 +242,12 @@ func (c *Client) sendOnce(ctx context.Context, msgs []*message, maxSize int) err
 		return c.redisErr("enqueue", err)
 	}
 	if !created[0] {
-		return nil // known id: idempotent
+		// A known id is idempotent, unless it belongs to another kind of
+		// task: then the caller would get a handle on someone else's.
+		if k := pw.ExistingKind(0); k != "" && k != m.Kind {
+			return fmt.Errorf("%w for %s: task id %q is taken by a task of kind %q: choose another id", ErrInvalidOptions, m.Kind, m.ID, k)
+		}
+		return nil
 	}
 	if err := c.enqueueOne(ctx, m, payload); err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)

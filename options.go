@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/batonhq/baton/backend"
 )
 
 // Defaults for task registration.
@@ -164,8 +166,11 @@ func validQueue(q string) error {
 // EnqueueOpts override a task's registered defaults for one call. A nil
 // *EnqueueOpts keeps every default.
 type EnqueueOpts struct {
-	// ID is the task id. Defaults to a new random id. Enqueuing an id that
-	// is already queued or finished does not run the task again.
+	// ID is the task id: 1 to 200 ASCII letters, digits, '-', '_' and ':'
+	// ('.' is reserved for workflow steps; see backend.IDRule). Defaults to
+	// a new random id. Enqueuing an id that is already queued or finished
+	// does not run the task again; enqueuing it with another kind is an
+	// error naming the kind it has.
 	ID string `json:"id,omitempty"`
 	// Queue overrides TaskOptions.Queue.
 	Queue string `json:"queue,omitempty"`
@@ -208,9 +213,6 @@ func (o *EnqueueOpts) validate() error {
 	if err := validQueue(o.Queue); err != nil {
 		errs = append(errs, err)
 	}
-	if err := validID(o.ID); err != nil {
-		errs = append(errs, err)
-	}
 	if o.RetryDelay != nil {
 		if err := o.RetryDelay.validate(); err != nil {
 			errs = append(errs, err)
@@ -219,14 +221,26 @@ func (o *EnqueueOpts) validate() error {
 	return errors.Join(errs...)
 }
 
-func validID(id string) error {
-	if len(id) > 200 {
-		return fmt.Errorf("task id is %d bytes: keep it under 200", len(id))
+// checkEnqueueID checks the task id a caller chose in opts.
+func checkEnqueueID(kind string, opts *EnqueueOpts) error {
+	if opts == nil {
+		return nil
 	}
-	for _, r := range id {
-		if r <= ' ' || r == '{' || r == '}' || r == 0x7f {
-			return fmt.Errorf("task id %q has a space, control character or brace: use letters, digits and -_.:", id)
-		}
+	if err := validCallerID("task id", opts.ID); err != nil {
+		return fmt.Errorf("%w for %s: %w", ErrInvalidOptions, kind, err)
+	}
+	return nil
+}
+
+// validCallerID checks an id the caller chose (none is fine: baton picks
+// one). Ids baton derives itself ("<workflow>.<n>", "<id>.err") are not
+// held to it.
+func validCallerID(what, id string) error {
+	if id == "" {
+		return nil
+	}
+	if err := backend.ValidID(id); err != nil {
+		return fmt.Errorf("%s %w", what, err)
 	}
 	return nil
 }

@@ -156,10 +156,24 @@ func (p *PendingWrite) Wait(ctx context.Context) ([]bool, error) {
 	}
 	out := make([]bool, len(p.calls))
 	for i, c := range p.calls {
-		n, _ := c.res.(int64)
-		out[i] = n == 1
+		arr, _ := c.res.([]any)
+		if len(arr) > 0 {
+			n, _ := arr[0].(int64)
+			out[i] = n == 1
+		}
 	}
 	return out, nil
+}
+
+// ExistingKind is, after Wait, the kind of task i's record when that record
+// existed already ("" when Wait created it, or the record has no kind).
+func (p *PendingWrite) ExistingKind(i int) string {
+	arr, _ := p.calls[i].res.([]any)
+	if len(arr) < 2 {
+		return ""
+	}
+	k, _ := arr[1].(string)
+	return k
 }
 
 // Delete removes task records (used to undo a PENDING record whose enqueue failed).

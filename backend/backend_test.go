@@ -67,6 +67,18 @@ func TestNewOptions(t *testing.T) {
 	require.Equal(t, backend.ResultTTLDefault, be.TTL())
 }
 
+// TestValidID: the one rule for caller-chosen ids.
+func TestValidID(t *testing.T) {
+	for _, id := range []string{"a", "A-b_c:9", "tenant:42", strings.Repeat("x", backend.IDMaxLen)} {
+		require.NoError(t, backend.ValidID(id), id)
+	}
+	for _, id := range []string{"", "a.b", "a b", "{a}", "a/b", "é", "a\n", strings.Repeat("x", backend.IDMaxLen+1)} {
+		err := backend.ValidID(id)
+		require.Error(t, err, id)
+		require.ErrorContains(t, err, backend.IDRule)
+	}
+}
+
 func TestPending(t *testing.T) {
 	f := setup(t)
 	ctx := ctxTimeout(t, 10*time.Second)
@@ -76,6 +88,7 @@ func TestPending(t *testing.T) {
 	created, err := p.Wait(ctx)
 	require.NoError(t, err)
 	require.Equal(t, []bool{true, true}, created)
+	require.Empty(t, p.ExistingKind(0), "created, so no existing kind")
 
 	rec, err := f.be.Get(ctx, "p1")
 	require.NoError(t, err)
@@ -94,6 +107,7 @@ func TestPending(t *testing.T) {
 	created, err = p.Wait(ctx)
 	require.NoError(t, err)
 	require.Equal(t, []bool{false}, created)
+	require.Equal(t, "k", p.ExistingKind(0), "the kind of the record that was kept")
 	rec, err = f.be.Get(ctx, "p1")
 	require.NoError(t, err)
 	require.Equal(t, backend.Success, rec.State)

@@ -9,14 +9,15 @@ import "github.com/redis/go-redis/v9"
 //
 // KEYS[1] task key
 // ARGV[1] ttl (ms); ARGV[2..] field, value pairs
-// Returns 1 when created, 0 when a record existed.
+// Returns {1, ""} when created, {0, kind} when a record existed (kind is
+// the existing record's, "" if it has none).
 var pendingScript = redis.NewScript(`
-if redis.call("EXISTS", KEYS[1]) == 1 then return 0 end
+if redis.call("EXISTS", KEYS[1]) == 1 then return {0, redis.call("HGET", KEYS[1], "kind") or ""} end
 local args = {"state", "PENDING"}
 for i = 2, #ARGV do args[#args+1] = ARGV[i] end
 redis.call("HSET", KEYS[1], unpack(args))
 redis.call("PEXPIRE", KEYS[1], ARGV[1])
-return 1
+return {1, ""}
 `)
 
 // startScript moves a task to STARTED unless it is terminal or its workflow

@@ -154,4 +154,8 @@ func TestHelp(t *testing.T) {
 	require.Contains(t, o.stdout, "--queues")
 	o = runCLI(t, "", "enqueue", "--help").requireCode(t, exitOK)
 	require.NotContains(t, o.stdout, "--concurrency", "worker settings stay on worker")
+	for _, c := range []string{"enqueue", "submit", "research"} {
+		o = runCLI(t, "", c, "--help").requireCode(t, exitOK)
+		require.Contains(t, o.stdout, "letters, digits, '-', '_' and ':'", "%s --help states the id rule", c)
+	}
 }

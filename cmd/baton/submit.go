@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/batonhq/baton"
+	"github.com/batonhq/baton/backend"
 	"github.com/batonhq/baton/chain"
 )
 
@@ -74,7 +75,7 @@ wait for the workflow and print it as ` + "`baton result`" + ` does.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&id, "id", "", "Workflow id (letters, digits, - and _; default: a new random id); submitting an existing id returns that workflow")
+	f.StringVar(&id, "id", "", "Workflow id, "+backend.IDRule+" (default: a new random id); submitting an existing id returns that workflow and finishes dispatching it")
 	f.BoolVar(&wait, "wait", false, "Wait for the workflow to finish and print it with its steps")
 	f.DurationVar(&waitTimeout, "wait-timeout", 0, "With --wait, give up waiting after this long (exit 5); 0 waits until interrupted")
 	f.BoolVar(&asJSON, "json", false, "Print JSON")
