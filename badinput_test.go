@@ -297,6 +297,25 @@ func TestIDKindCollision(t *testing.T) {
 	require.ErrorContains(t, err, `task id "flow" is taken by a task of kind "chain"`)
 }
 
+// TestDeepCanvas: a canvas nested 3,000 levels deep is refused before
+// anything is written, with a short error naming the depth limit.
+func TestDeepCanvas(t *testing.T) {
+	b := setup(t)
+	ctx := ctxTimeout(t, 10*time.Second)
+	task := baton.NewTask[int, int]("deep", nil, nil)
+	var c baton.Canvas = task.SI(1, nil)
+	for range 3000 {
+		c = baton.Chain(baton.Chord(baton.Group(task.SI(1, nil)), c))
+	}
+	_, err := b.client.Submit(ctx, c, nil)
+	require.ErrorIs(t, err, baton.ErrInvalidCanvas)
+	require.ErrorContains(t, err, "nested more than 64 levels deep")
+	require.Less(t, len(err.Error()), 400, "a short error, not the whole path: %.400s", err)
+	n, err := b.rdb.DBSize(ctx).Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "nothing was written")
+}
+
 // TestEveryKeyHasTTL: every key baton writes (asynq's own aside) expires.
 func TestEveryKeyHasTTL(t *testing.T) {
 	b := setup(t)

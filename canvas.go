@@ -105,6 +105,11 @@ func (c *Client) Submit(ctx context.Context, cv Canvas, opts *SubmitOpts) (*Work
 	if err := validCallerID("workflow id", o.ID); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidCanvas, err)
 	}
+	// Shape and depth first: a canvas nested thousands deep stops here,
+	// before anything walks it building JSON paths.
+	if err := chain.Validate(cv); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidCanvas, err)
+	}
 	if err := chain.Walk(cv, func(path string, s *Signature) error {
 		if o.RequireKnownKinds {
 			c.mu.RLock()

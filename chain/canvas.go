@@ -84,10 +84,14 @@ func NewGroup(members ...Canvas) *Group { return &Group{Members: members} }
 // NewChord builds a chord.
 func NewChord(header *Group, body Canvas) *Chord { return &Chord{Header: header, Body: body} }
 
-// Validate checks a canvas's shape; errors carry the JSON path of the node.
-func Validate(c Canvas) error { return validate(c, "$") }
+// Validate checks a canvas's shape and depth (MaxDepth); errors carry the
+// JSON path of the node.
+func Validate(c Canvas) error { return validate(c, "$", 0) }
 
-func validate(c Canvas, path string) error {
+func validate(c Canvas, path string, depth int) error {
+	if depth > MaxDepth {
+		return depthError(path)
+	}
 	switch n := c.(type) {
 	case *Signature:
 		if n == nil {
@@ -100,12 +104,12 @@ func validate(c Canvas, path string) error {
 			return fmt.Errorf("%s.args: not valid JSON", path)
 		}
 		if n.OnError != nil {
-			if err := validate(n.OnError, path+".on_error"); err != nil {
+			if err := validate(n.OnError, path+".on_error", depth+1); err != nil {
 				return err
 			}
 		}
 		if n.Compensate != nil {
-			if err := validate(n.Compensate, path+".compensate"); err != nil {
+			if err := validate(n.Compensate, path+".compensate", depth+1); err != nil {
 				return err
 			}
 		}
@@ -115,7 +119,7 @@ func validate(c Canvas, path string) error {
 			return fmt.Errorf("%s.chain: a chain needs at least one step", path)
 		}
 		for i, s := range n.Steps {
-			if err := validate(s, fmt.Sprintf("%s.chain[%d]", path, i)); err != nil {
+			if err := validate(s, fmt.Sprintf("%s.chain[%d]", path, i), depth+1); err != nil {
 				return err
 			}
 		}
@@ -125,7 +129,7 @@ func validate(c Canvas, path string) error {
 			return fmt.Errorf("%s.group: a group needs at least one member", path)
 		}
 		for i, s := range n.Members {
-			if err := validate(s, fmt.Sprintf("%s.group[%d]", path, i)); err != nil {
+			if err := validate(s, fmt.Sprintf("%s.group[%d]", path, i), depth+1); err != nil {
 				return err
 			}
 		}
@@ -138,11 +142,11 @@ func validate(c Canvas, path string) error {
 			return fmt.Errorf("%s.chord.body: a chord needs a body", path)
 		}
 		for i, s := range n.Header.Members {
-			if err := validate(s, fmt.Sprintf("%s.chord.header[%d]", path, i)); err != nil {
+			if err := validate(s, fmt.Sprintf("%s.chord.header[%d]", path, i), depth+1); err != nil {
 				return err
 			}
 		}
-		return validate(n.Body, path+".chord.body")
+		return validate(n.Body, path+".chord.body", depth+1)
 	case nil:
 		return fmt.Errorf("%s: empty canvas node", path)
 	}

@@ -31,7 +31,7 @@ func Parse(data []byte) (Canvas, error) {
 	if dec.More() {
 		return nil, fmt.Errorf("$: trailing data after the canvas document")
 	}
-	c, err := parseNode(raw, "$")
+	c, err := parseNode(raw, "$", 0)
 	if err != nil {
 		return nil, err
 	}
@@ -43,12 +43,24 @@ func Parse(data []byte) (Canvas, error) {
 
 var nodeKeys = []string{"task", "chain", "group", "chord"}
 
-// MaxDepth bounds how deeply canvases nest (chains in groups in chords ...).
+// MaxDepth bounds how deeply canvases nest (chains in groups in chords,
+// callbacks in callbacks ...): every node is one level below the node that
+// holds it.
 const MaxDepth = 64
 
-func parseNode(raw json.RawMessage, path string) (Canvas, error) {
-	if depth := strings.Count(path, "[") + strings.Count(path, ".on_error") + strings.Count(path, ".compensate"); depth > MaxDepth {
-		return nil, fmt.Errorf("%s: canvas nested more than %d levels deep: flatten it", path, MaxDepth)
+// depthError rejects a node below MaxDepth. Its path is cut short: at the
+// limit it is hundreds of bytes long and says nothing more.
+func depthError(path string) error {
+	const keep = 60
+	if len(path) > 2*keep {
+		path = path[:keep] + "..." + path[len(path)-keep:]
+	}
+	return fmt.Errorf("%s: canvas nested more than %d levels deep: flatten it", path, MaxDepth)
+}
+
+func parseNode(raw json.RawMessage, path string, depth int) (Canvas, error) {
+	if depth > MaxDepth {
+		return nil, depthError(path)
 	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
@@ -68,7 +80,7 @@ func parseNode(raw json.RawMessage, path string) (Canvas, error) {
 	}
 	switch found[0] {
 	case "task":
-		return parseSig(raw, obj, path)
+		return parseSig(raw, obj, path, depth)
 	case "chain", "group":
 		if len(obj) != 1 {
 			return nil, fmt.Errorf("%s: unexpected keys beside %q: %s", path, found[0], strings.Join(quoted(without(keysOf(obj), found[0])), ", "))
@@ -79,7 +91,7 @@ func parseNode(raw json.RawMessage, path string) (Canvas, error) {
 		}
 		nodes := make([]Canvas, len(items))
 		for i, it := range items {
-			n, err := parseNode(it, fmt.Sprintf("%s.%s[%d]", path, found[0], i))
+			n, err := parseNode(it, fmt.Sprintf("%s.%s[%d]", path, found[0], i), depth+1)
 			if err != nil {
 				return nil, err
 			}
@@ -110,13 +122,13 @@ func parseNode(raw json.RawMessage, path string) (Canvas, error) {
 		}
 		g := &Group{}
 		for i, it := range ch.Header {
-			n, err := parseNode(it, fmt.Sprintf("%s.chord.header[%d]", path, i))
+			n, err := parseNode(it, fmt.Sprintf("%s.chord.header[%d]", path, i), depth+1)
 			if err != nil {
 				return nil, err
 			}
 			g.Members = append(g.Members, n)
 		}
-		body, err := parseNode(ch.Body, path+".chord.body")
+		body, err := parseNode(ch.Body, path+".chord.body", depth+1)
 		if err != nil {
 			return nil, err
 		}
@@ -124,7 +136,7 @@ func parseNode(raw json.RawMessage, path string) (Canvas, error) {
 	}
 }
 
-func parseSig(raw json.RawMessage, obj map[string]json.RawMessage, path string) (*Signature, error) {
+func parseSig(raw json.RawMessage, obj map[string]json.RawMessage, path string, depth int) (*Signature, error) {
 	var s struct {
 		Kind        *string         `json:"task"`
 		Args        json.RawMessage `json:"args"`
@@ -158,7 +170,7 @@ func parseSig(raw json.RawMessage, obj map[string]json.RawMessage, path string) 
 		if len(cb.raw) == 0 {
 			continue
 		}
-		n, err := parseNode(cb.raw, path+"."+cb.key)
+		n, err := parseNode(cb.raw, path+"."+cb.key, depth+1)
 		if err != nil {
 			return nil, err
 		}

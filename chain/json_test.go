@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -14,5 +15,65 @@ func TestParseDepthLimit(t *testing.T) {
 	ok := strings.Repeat(`{"chain":[`, 10) + `{"task":"x"}` + strings.Repeat(`]}`, 10)
 	if _, err := Parse([]byte(ok)); err != nil {
 		t.Fatalf("10 levels must parse: %v", err)
+	}
+}
+
+// nest wraps leaf in n levels of open...close.
+func nest(n int, open, leaf, closing string) []byte {
+	return []byte(strings.Repeat(open, n) + leaf + strings.Repeat(closing, n))
+}
+
+// TestDeepCanvasShortError: a canvas nested thousands of levels deep, by
+// any route (chains, groups, chord headers and bodies, callbacks), is
+// rejected early with a short error naming the limit, not one carrying its
+// whole JSON path (30 KB at 3,000 levels).
+func TestDeepCanvasShortError(t *testing.T) {
+	const depth = 3000
+	docs := map[string][]byte{
+		"chain":        nest(depth, `{"chain":[`, `{"task":"x"}`, `]}`),
+		"group":        nest(depth, `{"group":[`, `{"task":"x"}`, `]}`),
+		"chord body":   nest(depth, `{"chord":{"header":[{"task":"h"}],"body":`, `{"task":"x"}`, `}}`),
+		"chord header": nest(depth, `{"chord":{"body":{"task":"b"},"header":[`, `{"task":"x"}`, `]}}`),
+		"on_error":     nest(depth, `{"task":"a","on_error":`, `{"task":"x"}`, `}`),
+		"compensate":   nest(depth, `{"task":"a","compensate":`, `{"task":"x"}`, `}`),
+	}
+	want := "nested more than " + strconv.Itoa(MaxDepth) + " levels"
+	for name, doc := range docs {
+		_, err := Parse(doc)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%s: want a depth error, got %.300v", name, err)
+		}
+		if len(err.Error()) > 300 {
+			t.Fatalf("%s: the error is %d bytes long: %.300s...", name, len(err.Error()), err)
+		}
+	}
+
+	// The same canvases built in Go.
+	var chainC, bodyC Canvas = &Signature{Kind: "x"}, &Signature{Kind: "x"}
+	cb := &Signature{Kind: "x"}
+	for range depth {
+		chainC = NewChain(chainC)
+		bodyC = NewChord(NewGroup(&Signature{Kind: "h"}), bodyC)
+		cb = &Signature{Kind: "a", OnError: cb}
+	}
+	for name, c := range map[string]Canvas{"chain": chainC, "chord body": bodyC, "on_error": cb} {
+		err := Validate(c)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Go %s: want a depth error, got %.300v", name, err)
+		}
+		if len(err.Error()) > 300 {
+			t.Fatalf("Go %s: the error is %d bytes long", name, len(err.Error()))
+		}
+		if _, err := Compile("wf", c); err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Go %s: Compile must refuse it too, got %.300v", name, err)
+		}
+	}
+
+	// MaxDepth levels are fine, one more is not.
+	if _, err := Parse(nest(MaxDepth, `{"chord":{"header":[{"task":"h"}],"body":`, `{"task":"x"}`, `}}`)); err != nil {
+		t.Fatalf("%d levels must parse: %v", MaxDepth, err)
+	}
+	if _, err := Parse(nest(MaxDepth+1, `{"chord":{"header":[{"task":"h"}],"body":`, `{"task":"x"}`, `}}`)); err == nil {
+		t.Fatalf("%d levels must not parse", MaxDepth+1)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,11 +86,14 @@ func TestSubmitInvalid(t *testing.T) {
 		{"bad options", `{"chain": [{"task": "echo", "options": {"countdown": "soon"}}]}`, `$.chain[0].options`},
 		{"timeout under 1ms", `{"chain": [{"task": "echo", "options": {"timeout": "1ns"}}]}`, `timeout: "1ns" is under 1ms`},
 		{"not JSON", `{"chain": [`, `$: not a JSON document`},
+		{"nested 3000 deep", strings.Repeat(`{"chord": {"header": [{"task": "echo"}], "body": `, 3000) + `{"task": "echo"}` + strings.Repeat(`}}`, 3000),
+			`canvas nested more than 64 levels deep`},
 	}
 	for _, tt := range invalid {
 		t.Run("invalid: "+tt.name, func(t *testing.T) {
 			o := b.runIn(t, tt.doc, "submit", "-").requireCode(t, exitUsage)
 			require.Contains(t, o.stderr, tt.want)
+			require.Less(t, len(o.stderr), 500, "a short message: %.500s", o.stderr)
 			require.Empty(t, o.stdout)
 			require.Empty(t, b.dataKeys(t), "nothing was enqueued or recorded")
 		})
