@@ -297,6 +297,123 @@ func TestIDKindCollision(t *testing.T) {
 	require.ErrorContains(t, err, `task id "flow" is taken by a task of kind "chain"`)
 }
 
+// TestCanvasPayloadLimit: the payload limit applies to every message a
+// canvas produces, not only to single enqueues: a task over it anywhere in
+// the canvas is refused before anything is written.
+func TestCanvasPayloadLimit(t *testing.T) {
+	b := setup(t)
+	ctx := ctxTimeout(t, 10*time.Second)
+	c, err := baton.NewClient(b.rdb, &baton.ClientOptions{MaxPayloadBytes: 1024})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	blob := baton.NewTask[string, int]("blob", nil, nil)
+	big, small := strings.Repeat("x", 2048), "small"
+
+	for name, cv := range map[string]baton.Canvas{
+		"single task":            blob.SI(big, nil),
+		"first step of a chain":  baton.Chain(blob.SI(big, nil), blob.SI(small, nil)),
+		"later step of a chain":  baton.Chain(blob.SI(small, nil), blob.SI(big, nil)),
+		"group member":           baton.Group(blob.SI(small, nil), blob.SI(big, nil)),
+		"chord body":             baton.Chord(baton.Group(blob.SI(small, nil)), blob.SI(big, nil)),
+		"partial args of a step": baton.Chain(blob.SI(small, nil), &baton.Signature{Kind: "blob", Args: json.RawMessage(`{"data":"` + big + `"}`)}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := c.Submit(ctx, cv, nil)
+			require.ErrorIs(t, err, baton.ErrPayloadTooLarge)
+			require.ErrorIs(t, err, baton.ErrInvalidCanvas)
+			require.ErrorContains(t, err, "over the 1024-byte limit (ClientOptions.MaxPayloadBytes)")
+			requireNothingWritten(t, b)
+		})
+	}
+	_, err = c.Submit(ctx, baton.Chain(blob.SI(small, nil), blob.SI(small, nil)), nil)
+	require.NoError(t, err, "a canvas under the limit passes")
+}
+
+// TestWorkerPayloadLimit: a next step whose payload (the previous step's
+// result) is over the worker's limit fails the workflow at that step, once,
+// naming the limit, instead of being retried as a Redis problem forever.
+func TestWorkerPayloadLimit(t *testing.T) {
+	b := setup(t)
+	ctx := ctxTimeout(t, 20*time.Second)
+	grow := baton.NewTask("grow", func(ctx context.Context, n int) (string, error) { return strings.Repeat("z", n), nil }, nil)
+	size := baton.NewTask("measure", func(ctx context.Context, s string) (int, error) { return len(s), nil }, nil)
+	b.startWorker(t, &baton.WorkerOptions{MaxPayloadBytes: 2048}, grow, size)
+
+	wf, err := b.client.Submit(ctx, baton.Chain(grow.S(100, nil), size.Sig(nil)), nil)
+	require.NoError(t, err)
+	var n int
+	require.NoError(t, wf.Get(ctx, &n), "a payload under the limit goes through")
+	require.Equal(t, 100, n)
+
+	wf, err = b.client.Submit(ctx, baton.Chain(grow.S(4096, nil), size.Sig(nil)), nil)
+	require.NoError(t, err)
+	_, err = wf.Wait(ctx)
+	_ = requireTaskError(t, err, baton.Failure, "payload too large", "WorkerOptions.MaxPayloadBytes", "2048-byte limit")
+	steps, err := wf.Steps(ctx)
+	require.NoError(t, err)
+	require.Equal(t, baton.Success, steps[0].Record.State, "the step itself succeeded")
+	require.Equal(t, baton.Revoked, steps[1].Record.State)
+	require.Contains(t, steps[1].Record.Error, "payload too large")
+
+	_, err = baton.NewWorker(b.rdb, &baton.WorkerOptions{MaxPayloadBytes: -1})
+	require.ErrorContains(t, err, "MaxPayloadBytes -1 is negative")
+}
+
+// TestCanvasSizeLimits: a canvas with more tasks than MaxCanvasTasks, or a
+// plan larger than MaxCanvasBytes, is refused before anything is written,
+// saying which limit and how to change it.
+func TestCanvasSizeLimits(t *testing.T) {
+	b := setup(t)
+	ctx := ctxTimeout(t, 30*time.Second)
+	task := baton.NewTask[int, int]("size", nil, nil)
+	group := func(n int) baton.Canvas {
+		members := make([]baton.Canvas, n)
+		for i := range members {
+			members[i] = task.SI(i, nil)
+		}
+		return baton.Group(members...)
+	}
+
+	require.Equal(t, 100_000, baton.MaxCanvasTasksDefault)
+	require.Equal(t, 64<<20, baton.MaxCanvasBytesDefault)
+	t.Run("default task limit", func(t *testing.T) {
+		_, err := b.client.Submit(ctx, group(baton.MaxCanvasTasksDefault+1), nil)
+		require.ErrorIs(t, err, baton.ErrInvalidCanvas)
+		require.ErrorContains(t, err, "100001 tasks, over the limit of 100000")
+		require.ErrorContains(t, err, "ClientOptions.MaxCanvasTasks")
+		require.ErrorContains(t, err, "BATON_MAX_CANVAS_TASKS")
+		requireNothingWritten(t, b)
+	})
+
+	c, err := baton.NewClient(b.rdb, &baton.ClientOptions{MaxCanvasTasks: 10, MaxCanvasBytes: 4096})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	t.Run("tasks", func(t *testing.T) {
+		_, err := c.Submit(ctx, group(11), nil)
+		require.ErrorIs(t, err, baton.ErrInvalidCanvas)
+		require.ErrorContains(t, err, "11 tasks, over the limit of 10 (ClientOptions.MaxCanvasTasks; baton: BATON_MAX_CANVAS_TASKS or --max-canvas-tasks)")
+		requireNothingWritten(t, b)
+	})
+	t.Run("bytes", func(t *testing.T) {
+		_, err := c.Submit(ctx, baton.Chain(task.SI(1, nil), &baton.Signature{Kind: "size", Immutable: true, Args: json.RawMessage(`"` + strings.Repeat("y", 5000) + `"`)}), nil)
+		require.ErrorIs(t, err, baton.ErrInvalidCanvas)
+		require.ErrorIs(t, err, baton.ErrPayloadTooLarge)
+		require.ErrorContains(t, err, "over the limit of 4096 bytes (ClientOptions.MaxCanvasBytes; baton: BATON_MAX_CANVAS_BYTES or --max-canvas-bytes)")
+		requireNothingWritten(t, b)
+	})
+	t.Run("at the limits", func(t *testing.T) {
+		wf, err := c.Submit(ctx, group(10), nil)
+		require.NoError(t, err)
+		require.Len(t, wf.Plan.Tasks(), 10)
+	})
+	t.Run("invalid limits", func(t *testing.T) {
+		_, err := baton.NewClient(b.rdb, &baton.ClientOptions{MaxCanvasTasks: -1})
+		require.ErrorContains(t, err, "MaxCanvasTasks -1 is negative")
+		_, err = baton.NewClient(b.rdb, &baton.ClientOptions{MaxCanvasBytes: -1})
+		require.ErrorContains(t, err, "MaxCanvasBytes -1 is negative")
+	})
+}
+
 // TestDeepCanvas: a canvas nested 3,000 levels deep is refused before
 // anything is written, with a short error naming the depth limit.
 func TestDeepCanvas(t *testing.T) {
@@ -311,7 +428,13 @@ func TestDeepCanvas(t *testing.T) {
 	require.ErrorIs(t, err, baton.ErrInvalidCanvas)
 	require.ErrorContains(t, err, "nested more than 64 levels deep")
 	require.Less(t, len(err.Error()), 400, "a short error, not the whole path: %.400s", err)
-	n, err := b.rdb.DBSize(ctx).Result()
+	requireNothingWritten(t, b)
+}
+
+// requireNothingWritten asserts that b's Redis is empty.
+func requireNothingWritten(t *testing.T, b *bundle) {
+	t.Helper()
+	n, err := b.rdb.DBSize(context.Background()).Result()
 	require.NoError(t, err)
 	require.Zero(t, n, "nothing was written")
 }

@@ -114,6 +114,10 @@ func (w *Worker) afterSuccess(ctx context.Context, m *message, result json.RawMe
 				}
 			}
 			if err := w.client.dispatch(ctx, plan, planJSON, ds, w.defaultsFor); err != nil {
+				if errors.Is(err, ErrPayloadTooLarge) {
+					// The result is too large to hand on: no retry can fix that.
+					return w.failWorkflowAt(ctx, plan, node, m.ID, m.Kind, err.Error())
+				}
 				return &errInfra{err}
 			}
 			return nil

@@ -19,6 +19,12 @@ const (
 	// MaxPayloadBytesDefault is the largest encoded task message Enqueue
 	// accepts (ClientOptions.MaxPayloadBytes).
 	MaxPayloadBytesDefault = 1 << 20
+	// MaxCanvasTasksDefault is the most tasks one canvas may hold
+	// (ClientOptions.MaxCanvasTasks).
+	MaxCanvasTasksDefault = 100_000
+	// MaxCanvasBytesDefault is the largest encoded plan of one canvas
+	// (ClientOptions.MaxCanvasBytes).
+	MaxCanvasBytesDefault = 64 << 20
 )
 
 // RetryPolicy says how long to wait before retry n (0 for the first retry).

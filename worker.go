@@ -22,8 +22,9 @@ import (
 
 // Worker defaults.
 const (
-	ConcurrencyDefault     = 10
-	ShutdownTimeoutDefault = 30 * time.Second
+	ConcurrencyDefault           = 10
+	ShutdownTimeoutDefault       = 30 * time.Second
+	WorkerMaxPayloadBytesDefault = 512 << 20
 )
 
 // WorkerOptions configure a Worker. The zero value is valid.
@@ -47,6 +48,12 @@ type WorkerOptions struct {
 	// killed worker and re-enqueues them (see recover.go). Defaults to 3s;
 	// a negative value turns it off (asynq's own 60–90 s recovery remains).
 	RecoverInterval time.Duration
+	// MaxPayloadBytes caps the messages the worker enqueues: the next steps
+	// of workflows, whose payload is the previous step's result, and
+	// callbacks. A next step over it fails its workflow at that step.
+	// Defaults to WorkerMaxPayloadBytesDefault (512 MiB, Redis's own
+	// default bulk limit, proto-max-bulk-len).
+	MaxPayloadBytes int
 	// PollInterval is the longest an idle worker waits before looking for
 	// new tasks. Defaults to 1s. baton producers wake idle workers the
 	// moment they enqueue (see wake.go), so this only bounds the delay for
@@ -111,10 +118,14 @@ func NewWorker(rdb redis.UniversalClient, opts *WorkerOptions) (*Worker, error) 
 	if o.RecoverInterval == 0 {
 		o.RecoverInterval = RecoverIntervalDefault
 	}
-	client, err := NewClient(rdb, &ClientOptions{ResultTTL: o.ResultTTL, MaxPayloadBytes: 1 << 30})
+	if err := orDefault("MaxPayloadBytes", &o.MaxPayloadBytes, WorkerMaxPayloadBytesDefault); err != nil {
+		return nil, err
+	}
+	client, err := NewClient(rdb, &ClientOptions{ResultTTL: o.ResultTTL, MaxPayloadBytes: o.MaxPayloadBytes})
 	if err != nil {
 		return nil, err
 	}
+	client.sizeSetting = "WorkerOptions.MaxPayloadBytes"
 	return &Worker{
 		rdb:    rdb,
 		client: client,

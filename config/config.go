@@ -57,6 +57,8 @@ const (
 	SystemPromptDefault       = "Analyze the following data."
 	MaxInputCharsDefault      = 60000
 	LLMCacheTTLDefault        = 168 * time.Hour
+	MaxCanvasTasksDefault     = 100_000
+	MaxCanvasBytesDefault     = int64(64 << 20) // 64 MiB
 )
 
 // Config is every setting baton reads. Build it with Default or FromEnv.
@@ -143,6 +145,13 @@ type Config struct {
 	// (BATON_METRICS_ADDR). Defaults to "" (off).
 	MetricsAddr string
 
+	// MaxCanvasTasks caps the tasks of one submitted canvas
+	// (BATON_MAX_CANVAS_TASKS). Defaults to 100000.
+	MaxCanvasTasks int
+	// MaxCanvasBytes caps the encoded plan of one submitted canvas, in
+	// bytes (BATON_MAX_CANVAS_BYTES). Defaults to 64 MiB.
+	MaxCanvasBytes int64
+
 	// legacyDenyPrivate is where FETCH_DENY_PRIVATE (or the hidden
 	// --fetch-deny-private) was set, e.g. "FETCH_DENY_PRIVATE=true":
 	// replaced by BATON_FETCH_ALLOW_PRIVATE, it fails Validate.
@@ -203,6 +212,8 @@ func (c *Config) fields() []field {
 		{"MaxInputChars", "BATON_LLM_MAX_INPUT_CHARS", "llm-max-input-chars", "Most characters of collected data sent to the model.", &c.MaxInputChars, false},
 		{"LLMCacheTTL", "BATON_LLM_CACHE_TTL", "llm-cache-ttl", "How long model responses are cached so a re-run does not pay twice.", &c.LLMCacheTTL, false},
 		{"MetricsAddr", "BATON_METRICS_ADDR", "metrics-addr", "Listen address of the metrics endpoint, e.g. :9090; empty turns it off.", &c.MetricsAddr, false},
+		{"MaxCanvasTasks", "BATON_MAX_CANVAS_TASKS", "max-canvas-tasks", "Most tasks one submitted canvas may hold; a larger one is refused before anything is written.", &c.MaxCanvasTasks, false},
+		{"MaxCanvasBytes", "BATON_MAX_CANVAS_BYTES", "max-canvas-bytes", "Largest encoded plan of one submitted canvas, in bytes or with a unit; a larger one is refused before anything is written.", &c.MaxCanvasBytes, false},
 	}
 }
 
@@ -231,6 +242,8 @@ func Default() Config {
 		SystemPrompt:       SystemPromptDefault,
 		MaxInputChars:      MaxInputCharsDefault,
 		LLMCacheTTL:        LLMCacheTTLDefault,
+		MaxCanvasTasks:     MaxCanvasTasksDefault,
+		MaxCanvasBytes:     MaxCanvasBytesDefault,
 	}
 }
 
@@ -631,6 +644,12 @@ func (c Config) Validate() error {
 	}
 	positive(&c.LLMCacheTTL, "cached responses make a re-run free", "168h")
 
+	if c.MaxCanvasTasks < 1 {
+		bad(&c.MaxCanvasTasks, fmt.Sprintf("must be at least 1 (tasks in one canvas); use e.g. %d", MaxCanvasTasksDefault))
+	}
+	if c.MaxCanvasBytes <= 0 {
+		bad(&c.MaxCanvasBytes, "must be > 0 (bytes of one canvas's plan); use e.g. 64MiB")
+	}
 	if c.MetricsAddr != "" {
 		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
 			bad(&c.MetricsAddr, "must be host:port or :port, e.g. :9090; leave it empty to turn metrics off")

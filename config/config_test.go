@@ -50,6 +50,8 @@ func TestDefault(t *testing.T) {
 	require.Equal(t, 60000, c.MaxInputChars)
 	require.Equal(t, 168*time.Hour, c.LLMCacheTTL)
 	require.Empty(t, c.MetricsAddr)
+	require.Equal(t, 100000, c.MaxCanvasTasks)
+	require.Equal(t, int64(64<<20), c.MaxCanvasBytes)
 	require.NoError(t, c.Validate())
 
 	clearEnv(t)
@@ -66,6 +68,7 @@ func TestVars(t *testing.T) {
 		"BATON_FETCH_USER_AGENT", "BATON_FETCH_RETRY_DELAY", "BATON_FETCH_RETRY_AFTER_CAP",
 		"OPENAI_API_KEY", "OPENAI_BASE_URL", "BATON_MODEL", "BATON_LLM_TIMEOUT",
 		"BATON_SYSTEM_PROMPT", "BATON_LLM_MAX_INPUT_CHARS", "BATON_LLM_CACHE_TTL", "BATON_METRICS_ADDR",
+		"BATON_MAX_CANVAS_TASKS", "BATON_MAX_CANVAS_BYTES",
 	}
 	var got []string
 	byName := map[string]config.Var{}
@@ -116,6 +119,8 @@ func TestFromEnv(t *testing.T) {
 		"BATON_LLM_MAX_INPUT_CHARS":   "1000",
 		"BATON_LLM_CACHE_TTL":         "1h",
 		"BATON_METRICS_ADDR":          ":9090",
+		"BATON_MAX_CANVAS_TASKS":      "500",
+		"BATON_MAX_CANVAS_BYTES":      "1MiB",
 	}
 	for k, v := range env {
 		t.Setenv(k, v)
@@ -146,6 +151,8 @@ func TestFromEnv(t *testing.T) {
 		MaxInputChars:      1000,
 		LLMCacheTTL:        time.Hour,
 		MetricsAddr:        ":9090",
+		MaxCanvasTasks:     500,
+		MaxCanvasBytes:     1 << 20,
 	}, c)
 	require.NoError(t, c.Validate())
 }
@@ -338,6 +345,10 @@ func TestValidate(t *testing.T) {
 		{"cache ttl", func(c *config.Config) { c.LLMCacheTTL = 0 }, "BATON_LLM_CACHE_TTL=0 (--llm-cache-ttl): must be > 0"},
 		{"metrics addr", func(c *config.Config) { c.MetricsAddr = "9090" },
 			"BATON_METRICS_ADDR=9090 (--metrics-addr): must be host:port or :port"},
+		{"max canvas tasks", func(c *config.Config) { c.MaxCanvasTasks = 0 },
+			"BATON_MAX_CANVAS_TASKS=0 (--max-canvas-tasks): must be at least 1"},
+		{"max canvas bytes", func(c *config.Config) { c.MaxCanvasBytes = -1 },
+			"BATON_MAX_CANVAS_BYTES=-1 (--max-canvas-bytes): must be > 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -41,6 +41,7 @@ var extraDefinitions func(cfg config.Config, rdb redis.UniversalClient) []baton.
 // other config flags are worker settings, added by addWorkerFlags.
 var rootFlags = map[string]bool{
 	"redis-url": true, "redis-timeout": true, "result-ttl": true, "log-level": true, "log-format": true,
+	"max-canvas-tasks": true, "max-canvas-bytes": true,
 }
 
 // app is what commands share: the configuration (environment, then flags)
@@ -174,7 +175,8 @@ func (a *app) Client(ctx context.Context) (*baton.Client, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.cl == nil {
-		cl, err := baton.NewClient(a.rdb, &baton.ClientOptions{ResultTTL: a.cfg.ResultTTL})
+		cl, err := baton.NewClient(a.rdb, &baton.ClientOptions{ResultTTL: a.cfg.ResultTTL,
+			MaxCanvasTasks: a.cfg.MaxCanvasTasks, MaxCanvasBytes: int(a.cfg.MaxCanvasBytes)})
 		if err != nil {
 			return nil, err
 		}

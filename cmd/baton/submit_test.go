@@ -98,6 +98,16 @@ func TestSubmitInvalid(t *testing.T) {
 			require.Empty(t, b.dataKeys(t), "nothing was enqueued or recorded")
 		})
 	}
+	t.Run("canvas limits", func(t *testing.T) {
+		doc := `{"chain": [{"task": "echo"}, {"task": "echo"}, {"task": "echo"}]}`
+		o := b.runIn(t, doc, "submit", "-", "--max-canvas-tasks", "2").requireCode(t, exitUsage)
+		require.Contains(t, o.stderr, "3 tasks, over the limit of 2")
+		require.Contains(t, o.stderr, "BATON_MAX_CANVAS_TASKS")
+		o = b.runIn(t, doc, "submit", "-", "--max-canvas-bytes", "200").requireCode(t, exitUsage)
+		require.Contains(t, o.stderr, "over the limit of 200 bytes")
+		require.Contains(t, o.stderr, "BATON_MAX_CANVAS_BYTES")
+		require.Empty(t, b.dataKeys(t), "nothing was enqueued or recorded")
+	})
 	t.Run("invalid workflow id", func(t *testing.T) {
 		o := b.runIn(t, `{"task": "echo"}`, "submit", "-", "--id", "a.b").requireCode(t, exitUsage)
 		require.Contains(t, o.stderr, `workflow id "a.b"`)
