@@ -14,6 +14,7 @@ import (
 
 	"github.com/batonhq/baton"
 	"github.com/batonhq/baton/backend"
+	"github.com/batonhq/baton/chain"
 	"github.com/batonhq/baton/internal/redistest"
 )
 
@@ -61,6 +62,77 @@ func TestMalformedArgs(t *testing.T) {
 		require.NoError(t, err)
 		require.LessOrEqual(t, rec.Executions, 1)
 	})
+}
+
+// TestCraftedMessages: a message whose workflow fields do not fit its plan
+// (a node out of range, not a task, of another kind or id, a plan missing,
+// corrupt, cyclic or of another workflow) or whose numbers make no sense is
+// failed once, before its handler runs, with an error saying what is wrong,
+// archived with its payload kept; the worker never panics on it.
+func TestCraftedMessages(t *testing.T) {
+	b := setup(t)
+	ctx := ctxTimeout(t, 30*time.Second)
+	ran := newRunLog()
+	k := baton.NewTask("k", func(ctx context.Context, n int) (int, error) {
+		id, i := ran.begin(ctx)
+		ran.end(id, i)
+		return n, nil
+	}, nil)
+	b.startWorker(t, nil, k)
+
+	// A plan to borrow, carried inline: chain(k, k) of workflow "wfx",
+	// never run (so no record of its steps exists).
+	compiled, err := chain.Compile("wfx", baton.Chain(k.S(1, nil), k.Sig(nil)))
+	require.NoError(t, err)
+	plan, err := json.Marshal(compiled)
+	require.NoError(t, err)
+	pl := string(plan)
+	cyclic := `{"wf":"wfy","nodes":[{"t":"chain","p":-1,"i":0,"c":[1]},{"t":"chain","p":0,"i":0,"c":[1]}]}`
+	badChild := `{"wf":"wfy","nodes":[{"t":"chain","p":-1,"i":0,"c":[7]}]}`
+
+	cases := []struct {
+		name, payload, want string
+	}{
+		{"node out of range", `{"v":1,"id":"wfx.9","kind":"k","wf":"wfx","n":99,"pl":` + pl + `}`, "node 99 is out of range"},
+		{"negative node", `{"v":1,"id":"wfx.7","kind":"k","wf":"wfx","n":-1,"pl":` + pl + `}`, "node -1 is out of range"},
+		{"node is not a task", `{"v":1,"id":"wfx.8","kind":"k","wf":"wfx","n":0,"pl":` + pl + `}`, "node 0 of workflow wfx is a chain, not a task"},
+		{"kind differs", `{"v":1,"id":"wfx.1","kind":"other","wf":"wfx","n":1,"pl":` + pl + `}`, `node 1 of workflow wfx is task "k", not "other"`},
+		{"id differs", `{"v":1,"id":"wfx.2","kind":"k","wf":"wfx","n":1,"pl":` + pl + `}`, `node 1 of workflow wfx is step wfx.1, not wfx.2`},
+		{"plan gone", `{"v":1,"id":"gone.1","kind":"k","wf":"gone","n":1}`, "workflow gone: its plan is not in Redis"},
+		{"plan not a plan", `{"v":1,"id":"wfy.1","kind":"k","wf":"wfy","n":1,"pl":"garbage"}`, "plan is corrupt"},
+		{"plan with a cycle", `{"v":1,"id":"wfy.2","kind":"k","wf":"wfy","n":1,"pl":` + cyclic + `}`, "plan is corrupt"},
+		{"plan child out of range", `{"v":1,"id":"wfy.3","kind":"k","wf":"wfy","n":0,"pl":` + badChild + `}`, "plan is corrupt"},
+		{"plan of another workflow", `{"v":1,"id":"wfz.1","kind":"k","wf":"wfz","n":1,"pl":` + pl + `}`, "is the plan of workflow wfx, not wfz"},
+		{"node without a workflow", `{"v":1,"id":"lone","kind":"k","n":3}`, "node 3 without a workflow"},
+		{"plan without a workflow", `{"v":1,"id":"lone2","kind":"k","pl":` + pl + `}`, "a plan without a workflow"},
+		{"negative max retries", `{"v":1,"id":"neg1","kind":"k","mr":-1}`, "max retries -1 is negative"},
+		{"negative timeout", `{"v":1,"id":"neg2","kind":"k","to":-5}`, "timeout -5ms is negative"},
+		{"retry delay above its max", `{"v":1,"id":"neg3","kind":"k","rp":{"delay":"1m","max":"1s"}}`, "raise Max or lower Delay"},
+	}
+	aq := asynq.NewClientFromRedisClient(b.rdb)
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var m struct {
+				ID string `json:"id"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(tc.payload), &m))
+			asynqID := fmt.Sprintf("crafted-%d", i)
+			_, err := aq.EnqueueContext(ctx, asynq.NewTask("k", []byte(tc.payload)), asynq.TaskID(asynqID), asynq.MaxRetry(5))
+			require.NoError(t, err)
+			waitAsynqArchived(t, b, baton.QueueDefault, asynqID)
+			rec, err := b.client.Get(ctx, m.ID)
+			require.NoError(t, err)
+			require.Equal(t, baton.Failure, rec.State, "error: %s", rec.Error)
+			require.Contains(t, rec.Error, "invalid task message")
+			require.Contains(t, rec.Error, tc.want)
+			require.NotContains(t, rec.Error, "panic")
+			require.JSONEq(t, tc.payload, string(rec.Payload), "the payload is kept for inspection")
+			require.Zero(t, ran.count(m.ID), "the handler never ran")
+			info, err := asynq.NewInspectorFromRedisClient(b.rdb).GetTaskInfo(baton.QueueDefault, asynqID)
+			require.NoError(t, err)
+			require.Zero(t, info.Retried, "failed once, not retried")
+		})
+	}
 }
 
 // waitAsynqArchived waits until asynq archived task id: it will not be

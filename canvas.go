@@ -400,10 +400,21 @@ func loadPlan(ctx context.Context, rdb redis.UniversalClient, id string) (*chain
 	return p, raw, err
 }
 
+// errCorruptPlan is wrapped by the error of a plan that does not decode or
+// is not well formed.
+var errCorruptPlan = errors.New("plan is corrupt")
+
+// decodePlan decodes and verifies the plan of workflow id.
 func decodePlan(id string, raw []byte) (*chain.Plan, error) {
 	var p chain.Plan
 	if err := json.Unmarshal(raw, &p); err != nil {
-		return nil, fmt.Errorf("baton: workflow %s: plan is corrupt: %w", id, err)
+		return nil, fmt.Errorf("baton: workflow %s: %w: %w", id, errCorruptPlan, err)
+	}
+	if err := p.Verify(); err != nil {
+		return nil, fmt.Errorf("baton: workflow %s: %w: %w", id, errCorruptPlan, err)
+	}
+	if p.Workflow != id {
+		return nil, fmt.Errorf("baton: workflow %s: %w: it is the plan of workflow %s, not %s", id, errCorruptPlan, p.Workflow, id)
 	}
 	return &p, nil
 }

@@ -308,6 +308,14 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 	if m.Workflow != "" {
 		log = log.With("workflow", m.Workflow)
 	}
+	if err := w.check(ctx, m); err != nil {
+		var inf *errInfra
+		if errors.As(err, &inf) {
+			log.Warn("could not read the workflow plan; will retry", "err", err)
+			return err
+		}
+		return w.reject(ctx, log, m, t.Payload(), err)
+	}
 	meta := m.meta()
 
 	// asynq schedules in whole seconds and may deliver up to a second
@@ -404,6 +412,39 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 		log.Warn("could not record retry", "err", err)
 	}
 	return &scheduledRetry{err: herr, delay: delay}
+}
+
+// check runs checkMessage with the workflow's plan: a plan that is gone
+// or corrupt makes the message invalid, a Redis error is an errInfra.
+func (w *Worker) check(ctx context.Context, m *message) error {
+	var plan *chain.Plan
+	if m.Workflow != "" {
+		p, _, err := w.plan(ctx, m)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return fmt.Errorf("workflow %s: its plan is not in Redis (never submitted, or expired)", m.Workflow)
+		case errors.Is(err, errCorruptPlan):
+			return err
+		case err != nil:
+			return &errInfra{err}
+		}
+		plan = p
+	}
+	return checkMessage(m, plan)
+}
+
+// reject fails a message that can never run, once: FAILURE with what is
+// wrong, the whole payload kept for inspection, archived by asynq. Nothing
+// of the message is used beyond its id, kind and queue.
+func (w *Worker) reject(ctx context.Context, log *slog.Logger, m *message, payload []byte, why error) error {
+	msg := fmt.Sprintf("invalid task message: %s; not run and not retried (was it enqueued by another program or another version of baton?)",
+		strings.ReplaceAll(why.Error(), "\n", "; "))
+	log.Error("invalid task message", "err", why)
+	meta := &backend.Meta{ID: m.ID, Kind: m.Kind, Queue: m.Queue, WorkflowID: m.Workflow, EnqueuedAt: time.UnixMilli(m.EnqueuedMS)}
+	if _, err := w.be.Finish(ctx, backend.Outcome{ID: m.ID, State: Failure, Error: msg, Payload: safePayload(payload), Meta: meta}); err != nil {
+		return &errInfra{err}
+	}
+	return fmt.Errorf("%s: %w", msg, asynq.SkipRetry)
 }
 
 // succeed records a SUCCESS and moves the workflow on. The last step of a

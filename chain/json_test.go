@@ -77,3 +77,49 @@ func TestDeepCanvasShortError(t *testing.T) {
 		t.Fatalf("%d levels must not parse", MaxDepth+1)
 	}
 }
+
+// TestPlanVerify: compiled plans verify, at the deepest nesting too; plans
+// that could make a worker panic or loop do not.
+func TestPlanVerify(t *testing.T) {
+	var deep Canvas = &Signature{Kind: "x"}
+	for range MaxDepth {
+		deep = NewChord(NewGroup(&Signature{Kind: "h"}), deep)
+	}
+	for _, c := range []Canvas{
+		&Signature{Kind: "a"},
+		NewChain(&Signature{Kind: "a"}, NewGroup(&Signature{Kind: "b"}, NewChain(&Signature{Kind: "c"}))),
+		NewChord(NewGroup(&Signature{Kind: "a"}, &Signature{Kind: "b"}), NewChain(&Signature{Kind: "c"}, &Signature{Kind: "d"})),
+		deep,
+	} {
+		p, err := Compile("wf", c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Verify(); err != nil {
+			t.Fatalf("compiled plan: %v", err)
+		}
+	}
+	task := func(p, i int, id string) Node {
+		return Node{Type: TypeTask, Parent: p, Index: i, TaskID: id, Sig: &Signature{Kind: "k"}}
+	}
+	for name, nodes := range map[string][]Node{
+		"no nodes":              nil,
+		"root with a parent":    {{Type: TypeTask, Parent: 0, TaskID: "wf.1", Sig: &Signature{Kind: "k"}}},
+		"self parent":           {{Type: TypeChain, Parent: -1, Children: []int{1}}, {Type: TypeChain, Parent: 1, Children: []int{1}}},
+		"child out of range":    {{Type: TypeChain, Parent: -1, Children: []int{5}}},
+		"child before":          {{Type: TypeChain, Parent: -1, Children: []int{1}}, {Type: TypeChain, Parent: 0, Children: []int{0}}},
+		"wrong index":           {{Type: TypeChain, Parent: -1, Children: []int{1}}, task(0, 3, "wf.1")},
+		"twice a child":         {{Type: TypeGroup, Parent: -1, Children: []int{1, 1}}, task(0, 0, "wf.1")},
+		"task without sig":      {{Type: TypeTask, Parent: -1, TaskID: "wf.1"}},
+		"task without id":       {{Type: TypeTask, Parent: -1, Sig: &Signature{Kind: "k"}}},
+		"empty chain":           {{Type: TypeChain, Parent: -1}},
+		"chord of one":          {{Type: TypeChord, Parent: -1, Children: []int{1}}, task(0, 0, "wf.1")},
+		"chord without a group": {{Type: TypeChord, Parent: -1, Children: []int{1, 2}}, task(0, 0, "wf.1"), task(0, 1, "wf.2")},
+		"unknown type":          {{Type: "loop", Parent: -1}},
+	} {
+		p := &Plan{Workflow: "wf", Nodes: nodes}
+		if err := p.Verify(); err == nil {
+			t.Fatalf("%s: Verify accepted %+v", name, nodes)
+		}
+	}
+}
