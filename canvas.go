@@ -487,7 +487,7 @@ func (c *Client) Cancel(ctx context.Context, wfID string) error {
 	if err != nil {
 		return err
 	}
-	reason := cancelReasonPrefix + ": workflow " + wfID + " cancelled"
+	reason := "cancelled: workflow " + wfID + " cancelled"
 	if err := c.rdb.HSet(ctx, backend.WorkflowKey(wfID), "cancelled", "1", "cancel_reason", reason).Err(); err != nil {
 		return c.redisErr("cancel "+wfID, err)
 	}
@@ -502,12 +502,12 @@ func (c *Client) Cancel(ctx context.Context, wfID string) error {
 	}
 	var outs []backend.Outcome
 	for i, id := range ids {
-		outs = append(outs, backend.Outcome{ID: id, State: Revoked, Error: reason})
+		outs = append(outs, backend.Outcome{ID: id, State: Revoked, Error: reason, Reason: backend.ReasonCancelled})
 		if recs[i] != nil && (recs[i].State == Started) {
 			_ = c.cancelRunning(ctx, id)
 		}
 	}
-	outs = append(outs, backend.Outcome{ID: wfID, State: Revoked, Error: reason})
+	outs = append(outs, backend.Outcome{ID: wfID, State: Revoked, Error: reason, Reason: backend.ReasonCancelled})
 	if _, err := c.be.FinishInOrder(ctx, outs...); err != nil {
 		return c.redisErr("cancel "+wfID, err)
 	}

@@ -80,7 +80,7 @@ func (w *Worker) afterSuccess(ctx context.Context, m *message, result json.RawMe
 		if err != nil {
 			// The next step cannot be built from this result (static args not
 			// an object): the workflow fails here, nothing after runs.
-			return w.failWorkflowAt(ctx, plan, node, m.ID, m.Kind, err.Error())
+			return w.failWorkflowAt(ctx, plan, node, m.ID, m.Kind, err.Error(), false)
 		}
 		switch {
 		case act.Done:
@@ -116,7 +116,7 @@ func (w *Worker) afterSuccess(ctx context.Context, m *message, result json.RawMe
 			if err := w.client.dispatch(ctx, plan, planJSON, ds, w.defaultsFor); err != nil {
 				if errors.Is(err, ErrPayloadTooLarge) {
 					// The result is too large to hand on: no retry can fix that.
-					return w.failWorkflowAt(ctx, plan, node, m.ID, m.Kind, err.Error())
+					return w.failWorkflowAt(ctx, plan, node, m.ID, m.Kind, err.Error(), false)
 				}
 				return &errInfra{err}
 			}
@@ -158,10 +158,13 @@ func (w *Worker) defaultsFor(kind string) TaskOptions {
 	return w.client.defaultsFor(kind)
 }
 
-// afterFailure propagates a step's final failure (or revocation): later
-// steps are revoked, the workflow fails naming the step, the step's error
-// callback runs, and compensations of completed steps run in reverse.
-func (w *Worker) afterFailure(ctx context.Context, m *message, state State, errText string) error {
+// afterFailure propagates a step's final failure (or revocation), st as
+// recorded: later steps are revoked, the workflow fails naming the step,
+// the step's error callback runs, and compensations of completed steps run
+// in reverse. A step revoked by a cancel (st.Reason) revokes the workflow
+// instead, and runs neither.
+func (w *Worker) afterFailure(ctx context.Context, m *message, st backend.Status) error {
+	state, errText := st.State, st.Error
 	if m.Workflow == "" {
 		return nil
 	}
@@ -186,15 +189,16 @@ func (w *Worker) afterFailure(ctx context.Context, m *message, state State, errT
 		failed, _ := json.Marshal(f)
 		return w.afterSuccess(ctx, m, failed, true)
 	}
-	return w.failWorkflowAt(ctx, plan, m.Node, m.ID, m.Kind, errText)
+	return w.failWorkflowAt(ctx, plan, m.Node, m.ID, m.Kind, errText, st.Reason == backend.ReasonCancelled)
 }
 
-func (w *Worker) failWorkflowAt(ctx context.Context, plan *chain.Plan, node int, taskID, kind, errText string) error {
-	cancelled := isCancelReason(errText)
+// failWorkflowAt fails the workflow at node, or revokes it when the node
+// was cancelled (recorded as such: never read from errText).
+func (w *Worker) failWorkflowAt(ctx context.Context, plan *chain.Plan, node int, taskID, kind, errText string, cancelled bool) error {
 	reason := fmt.Sprintf("parent %s failed: %s", taskID, errText)
-	wfState, wfErr := Failure, fmt.Sprintf("%s %s (%s) failed: %s", plan.Position(node), taskID, kind, errText)
+	wfState, wfErr, wfReason := Failure, fmt.Sprintf("%s %s (%s) failed: %s", plan.Position(node), taskID, kind, errText), ""
 	if cancelled {
-		reason, wfState, wfErr = errText, Revoked, errText
+		reason, wfState, wfErr, wfReason = errText, Revoked, errText, backend.ReasonCancelled
 	}
 	// Callbacks and compensations are enqueued before the failure is
 	// recorded, so whoever sees the workflow fail can find them.
@@ -212,11 +216,11 @@ func (w *Worker) failWorkflowAt(ctx context.Context, plan *chain.Plan, node int,
 	}
 	outs := []backend.Outcome{}
 	for _, n := range plan.Downstream(node) {
-		outs = append(outs, backend.Outcome{ID: plan.Nodes[n].TaskID, State: Revoked, Error: reason})
+		outs = append(outs, backend.Outcome{ID: plan.Nodes[n].TaskID, State: Revoked, Error: reason, Reason: wfReason})
 	}
 	// The steps first, then the workflow, in one atomic call: whoever sees
 	// the workflow fail sees no step after the failure still PENDING.
-	outs = append(outs, backend.Outcome{ID: plan.Workflow, State: wfState, Error: wfErr})
+	outs = append(outs, backend.Outcome{ID: plan.Workflow, State: wfState, Error: wfErr, Reason: wfReason})
 	sts, err := w.be.FinishInOrder(ctx, outs...)
 	if err != nil {
 		return &errInfra{err}

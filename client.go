@@ -454,7 +454,7 @@ func recordErr(r *Record) error {
 		te := &TaskError{ID: r.ID, Kind: r.Kind, State: r.State, Message: r.Error}
 		if r.State == Revoked {
 			te.cause = ErrRevoked
-			if isCancelReason(r.Error) {
+			if r.Reason == backend.ReasonCancelled {
 				te.cause = errors.Join(ErrRevoked, ErrCancelled)
 			}
 		}

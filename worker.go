@@ -341,7 +341,7 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 		return w.afterSuccess(ctx, m, st.Result, true)
 	case Failure, Revoked:
 		log.Info("already finished", "state", st.State)
-		return w.afterFailure(ctx, m, st.State, st.Error)
+		return w.afterFailure(ctx, m, st)
 	}
 
 	if err := waitUntil(ctx, st.NextTry); err != nil { // nor before a retry's recorded time
@@ -351,11 +351,11 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 	def := w.def(m.Kind)
 	if def == nil {
 		msg := fmt.Sprintf("unknown task kind %q: no worker on queue %q registers it (this worker has %s); register the task or fix the kind", m.Kind, m.Queue, strings.Join(w.Kinds(), ", "))
-		return w.fail(ctx, log, m, retried, Failure, msg, true)
+		return w.fail(ctx, log, m, retried, Failure, "", msg, true)
 	}
 	if exp := m.expires(); !exp.IsZero() && time.Now().After(exp) {
 		msg := fmt.Sprintf("expired: not started by %s", exp.UTC().Format(time.RFC3339Nano))
-		return w.fail(ctx, log, m, retried, Revoked, msg, false)
+		return w.fail(ctx, log, m, retried, Revoked, "", msg, false)
 	}
 	opts := def.Options()
 	maxRetries := opts.MaxRetries
@@ -377,7 +377,7 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 		return ctx.Err()
 	}
 	if ctx.Err() != nil && w.cancelled(m) {
-		return w.fail(ctx, log, m, retried, Revoked, cancelReasonPrefix+": workflow cancelled while running", false)
+		return w.fail(ctx, log, m, retried, Revoked, backend.ReasonCancelled, "cancelled: workflow cancelled while running", false)
 	}
 	var ae *argsError
 	if errors.As(herr, &ae) && m.Workflow != "" {
@@ -391,7 +391,7 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 		}
 		metrics.ObserveTask(m.Kind, "failure", time.Since(start))
 		log.Warn("task failed", "attempt", retried+1, "err", herr)
-		return w.fail(ctx, log, m, retried, Failure, msg, true)
+		return w.fail(ctx, log, m, retried, Failure, "", msg, true)
 	}
 	delay, ok := RetryAfterDelay(herr)
 	if !ok {
@@ -482,11 +482,12 @@ func (w *Worker) succeed(ctx context.Context, log *slog.Logger, m *message, retr
 	return w.afterSuccess(ctx, m, res, false)
 }
 
-// fail records a final FAILURE or REVOKED, propagates it through the
-// workflow, and tells asynq not to retry (archive keeps failures visible).
-func (w *Worker) fail(ctx context.Context, log *slog.Logger, m *message, retried int, state State, msg string, archive bool) error {
+// fail records a final FAILURE or REVOKED (with reason, e.g.
+// backend.ReasonCancelled), propagates it through the workflow, and tells
+// asynq not to retry (archive keeps failures visible).
+func (w *Worker) fail(ctx context.Context, log *slog.Logger, m *message, retried int, state State, reason, msg string, archive bool) error {
 	meta := m.meta()
-	out := backend.Outcome{ID: m.ID, State: state, Error: msg, Retries: retried, Meta: &meta}
+	out := backend.Outcome{ID: m.ID, State: state, Error: msg, Reason: reason, Retries: retried, Meta: &meta}
 	if state == Failure {
 		out.Payload = safePayload(m.Args)
 	}
@@ -495,7 +496,7 @@ func (w *Worker) fail(ctx context.Context, log *slog.Logger, m *message, retried
 		log.Warn("could not record failure; will retry", "err", err)
 		return &errInfra{err}
 	}
-	if err := w.afterFailure(ctx, m, st.State, st.Error); err != nil {
+	if err := w.afterFailure(ctx, m, st); err != nil {
 		return err
 	}
 	if archive {
@@ -623,5 +624,5 @@ func (w *Worker) afterRecorded(ctx context.Context, m *message, st backend.Statu
 	if st.State == Success {
 		return w.afterSuccess(ctx, m, st.Result, true)
 	}
-	return w.afterFailure(ctx, m, st.State, st.Error)
+	return w.afterFailure(ctx, m, st)
 }

@@ -196,8 +196,11 @@ type Status struct {
 	// NextTry is when a retry was due, as recorded with RETRY (Start only).
 	NextTry time.Time
 	// Written is true when Finish wrote the outcome; false when the record
-	// was terminal already and was kept (Result and Error are then its).
+	// was terminal already and was kept (Result, Error and Reason are then
+	// its).
 	Written bool
+	// Reason is the record's reason field (ReasonCancelled or "").
+	Reason string
 }
 
 // StartRequest asks to move a task to STARTED.
@@ -260,6 +263,9 @@ type Outcome struct {
 	NextTry time.Time
 	// Payload is kept with a FAILURE so it can be inspected.
 	Payload json.RawMessage
+	// Reason is recorded with a terminal state: ReasonCancelled for a
+	// revocation by a cancel.
+	Reason string
 	// Meta fills in a record a PENDING write has not reached yet.
 	Meta *Meta
 }
@@ -279,7 +285,7 @@ func (b *Backend) Finish(ctx context.Context, o Outcome) (Status, error) {
 // fill completes a written status with what was written.
 func (o Outcome) fill(st Status) Status {
 	if st.Written {
-		st.Result, st.Error = o.Result, o.Error
+		st.Result, st.Error, st.Reason = o.Result, o.Error, o.Reason
 	}
 	return st
 }
@@ -355,6 +361,9 @@ func (b *Backend) finishCall(o Outcome) *call {
 		if len(o.Payload) > 0 {
 			args = append(args, fPayload, string(o.Payload))
 		}
+		if o.Reason != "" {
+			args = append(args, fReason, o.Reason)
+		}
 	}
 	if o.Meta != nil {
 		args = append(args, o.Meta.fields()...)
@@ -373,6 +382,9 @@ func statusOf(v any) (Status, error) {
 	}
 	if len(arr) > 4 {
 		s.Written = fmt.Sprint(arr[4]) == "w"
+	}
+	if len(arr) > 5 {
+		s.Reason = fmt.Sprint(arr[5])
 	}
 	if r := fmt.Sprint(arr[1]); r != "" {
 		s.Result = json.RawMessage(r)

@@ -25,6 +25,9 @@ type Record struct {
 	// Payload is the task's arguments, kept when it fails for good so the
 	// failure can be inspected and replayed.
 	Payload json.RawMessage `json:"payload,omitempty"`
+	// Reason says why a record ended as it did, as data: ReasonCancelled for
+	// a task or workflow revoked by a cancel; "" otherwise.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Duration is the time from start to finish, zero while running.
@@ -51,6 +54,7 @@ const (
 	fParent     = "parent"
 	fWorkflow   = "workflow"
 	fPayload    = "payload"
+	fReason     = "reason" // ReasonCancelled, or absent
 )
 
 func ms(t time.Time) string {
@@ -81,6 +85,7 @@ func recordFromHash(id string, h map[string]string) *Record {
 		NextTryAt:  fromMS(h[fNextTry]),
 		ParentID:   h[fParent],
 		WorkflowID: h[fWorkflow],
+		Reason:     h[fReason],
 	}
 	r.Retries, _ = strconv.Atoi(h[fRetries])
 	r.Executions, _ = strconv.Atoi(h[fExecutions])
