@@ -355,28 +355,34 @@ func (c *Client) stepMessages(plan *chain.Plan, planJSON []byte, ds []chain.Disp
 	return msgs, nil
 }
 
-// sendAll sends messages, several at a time for large fan-outs.
+// sendAll sends messages, several at a time for large fan-outs. The first
+// error stops the others and is the one returned.
 func (c *Client) sendAll(ctx context.Context, msgs []*message) error {
 	const par = 8
 	if len(msgs) <= par {
 		return c.send(ctx, msgs)
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, par)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
 	for p := range par {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := p; i < len(msgs); i += par {
 				if err := c.send(ctx, msgs[i:i+1]); err != nil {
-					errs[p] = err
+					once.Do(func() { first = err; cancel() })
 					return
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return first
 }
 
 // Workflow returns a handle on a submitted workflow.

@@ -331,6 +331,11 @@ func (c *Client) enqueueOne(ctx context.Context, m *message, payload []byte) err
 	if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
 		return nil // already queued under this id: enqueue is idempotent
 	}
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		// asynq keeps only the text of a script's error: say that the
+		// caller's context ended, so errors.Is finds it.
+		return fmt.Errorf("%v: %w", err, ctx.Err())
+	}
 	return err
 }
 

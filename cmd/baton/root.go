@@ -263,6 +263,10 @@ func runWithInput(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	cmd, err := root.ExecuteContextC(ctx)
+	var ee *exitError
+	if err != nil && ctx.Err() != nil && !errors.As(err, &ee) {
+		err = &interruptedError{err} // exit 130, one line
+	}
 	if err != nil && !a.started {
 		// cobra rejected the command line before a command ran: unknown
 		// command, bad flag or wrong number of arguments.

@@ -38,10 +38,30 @@ func TestExitCode(t *testing.T) {
 		{stateExit(baton.Retry), exitNotFinished},
 		{fmt.Errorf("wait: %w", context.Canceled), exitInterrupted},
 		{fmt.Errorf("baton: enqueue: redis at a:1: no reply within 1s (BATON_REDIS_TIMEOUT): %w", os.ErrDeadlineExceeded), exitRedis},
+		{&interruptedError{errors.New("dial tcp: operation was canceled")}, exitInterrupted},
+		{&interruptedError{&resumeError{id: "w", cmd: "baton submit --id w f", err: errors.New("x"), redis: true}}, exitInterrupted},
+		{&resumeError{id: "w", cmd: "baton submit --id w f", err: errors.New("UNKNOWN: redis eval error: i/o timeout"), redis: true}, exitRedis},
+		{&resumeError{id: "w", cmd: "baton submit --id w f", err: fmt.Errorf("x: %w", baton.ErrNotFound)}, exitNotFound},
 	}
 	for _, tt := range tests {
 		require.Equal(t, tt.want, exitCode(tt.err), "%v", tt.err)
 	}
+}
+
+// TestReportResume: a cut-short submission is one line with the resume
+// command, for a failure and for an interrupt.
+func TestReportResume(t *testing.T) {
+	t.Parallel()
+	re := &resumeError{id: "w1", cmd: "baton submit --id w1 doc.json", err: errors.New("baton: enqueue: boom\nsecond line"), redis: true}
+	var b strings.Builder
+	require.Equal(t, exitRedis, report(&b, re, "baton submit"))
+	require.Equal(t, "baton: enqueue: boom; workflow w1 may be partly submitted: resume it with: baton submit --id w1 doc.json\n", b.String())
+	b.Reset()
+	require.Equal(t, exitInterrupted, report(&b, &interruptedError{re}, "baton submit"))
+	require.Equal(t, "baton: interrupted; workflow w1 may be partly submitted: resume it with: baton submit --id w1 doc.json\n", b.String())
+	require.Equal(t, "'a b.json'", shellQuote("a b.json"))
+	require.Equal(t, "dir/a.json", shellQuote("dir/a.json"))
+	require.Equal(t, `'it'\''s'`, shellQuote("it's"))
 }
 
 // TestRedisUnreachable: every command that needs Redis fails fast with one

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
 	"github.com/batonhq/baton"
@@ -36,7 +37,15 @@ its id alone on stdout. A node is one of:
 
 The whole document is checked before anything is enqueued: a malformed node
 or an unknown task kind is reported with its JSON path (exit 2). With --wait,
-wait for the workflow and print it as ` + "`baton result`" + ` does.`,
+wait for the workflow and print it as ` + "`baton result`" + ` does.
+
+If the submission is cut short once it has begun (Redis fails, Ctrl-C), one
+line on stderr names the workflow id and the command that resumes it:
+
+  baton submit --id ID FILE
+
+Submitting an id again is idempotent: it dispatches what the first attempt
+did not, and never runs a task twice.`,
 		Example: `  echo '{"chain": [{"task": "echo", "args": 1}, {"task": "sleep", "args": {"ms": 100}}]}' | baton submit - --wait
   baton submit research.json --id nightly-2030-01-02`,
 		Args: oneArg("a FILE with the JSON canvas, or - for stdin"),
@@ -55,14 +64,20 @@ wait for the workflow and print it as ` + "`baton result`" + ` does.`,
 			ctx := cmd.Context()
 			cl, err := a.Client(ctx)
 			if err != nil {
-				return err
+				return err // nothing was written
 			}
+			if id == "" {
+				// Chosen here, not by Submit, so that a submission cut short
+				// can still be named and resumed.
+				id = uuid.NewString()
+			}
+			resume := resumeCommand(id, args[0], allowKinds)
 			wf, err := cl.Submit(ctx, cv, &baton.SubmitOpts{ID: id, RequireKnownKinds: !allowKinds})
 			if err != nil {
 				if isSubmitInputError(err) {
 					return usageErrorf("%s (in %s)", strings.TrimPrefix(err.Error(), "baton: "), sourceName(args[0]))
 				}
-				return err
+				return &resumeError{id: id, cmd: resume, err: err, redis: ctx.Err() == nil}
 			}
 			if !wait {
 				if asJSON {
@@ -71,7 +86,14 @@ wait for the workflow and print it as ` + "`baton result`" + ` does.`,
 				_, err := fmt.Fprintln(a.stdout, wf.ID)
 				return err
 			}
-			return showWorkflow(ctx, a.stdout, wf, true, waitTimeout, asJSON)
+			err = showWorkflow(ctx, a.stdout, wf, true, waitTimeout, asJSON)
+			var ee *exitError
+			if err != nil && !errors.As(err, &ee) && !errors.Is(err, baton.ErrNotFound) {
+				// Submitted, but the wait was cut short: the same command
+				// (idempotent) waits again.
+				return &resumeError{id: id, cmd: resume + " --wait", err: err, redis: ctx.Err() == nil}
+			}
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -81,6 +103,25 @@ wait for the workflow and print it as ` + "`baton result`" + ` does.`,
 	f.BoolVar(&asJSON, "json", false, "Print JSON")
 	f.BoolVar(&allowKinds, "allow-unknown-kinds", false, "Accept task kinds this program does not know (registered by another worker)")
 	return cmd
+}
+
+// resumeCommand is the command that finishes (or waits again for) the
+// submission of workflow id from file: submitting an id again is
+// idempotent and dispatches what was not.
+func resumeCommand(id, file string, allowKinds bool) string {
+	cmd := "baton submit --id " + id
+	if allowKinds {
+		cmd += " --allow-unknown-kinds"
+	}
+	return cmd + " " + shellQuote(file)
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:=+,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // readDocument reads FILE, or stdin for "-".
