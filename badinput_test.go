@@ -14,6 +14,7 @@ import (
 
 	"github.com/batonhq/baton"
 	"github.com/batonhq/baton/backend"
+	"github.com/batonhq/baton/chain"
 	"github.com/batonhq/baton/internal/redistest"
 )
 
@@ -61,6 +62,77 @@ func TestMalformedArgs(t *testing.T) {
 		require.NoError(t, err)
 		require.LessOrEqual(t, rec.Executions, 1)
 	})
+}
+
+// TestCraftedMessages: a message whose workflow fields do not fit its plan
+// (a node out of range, not a task, of another kind or id, a plan missing,
+// corrupt, cyclic or of another workflow) or whose numbers make no sense is
+// failed once, before its handler runs, with an error saying what is wrong,
+// archived with its payload kept; the worker never panics on it.
+func TestCraftedMessages(t *testing.T) {
+	b := setup(t)
+	ctx := ctxTimeout(t, 30*time.Second)
+	ran := newRunLog()
+	k := baton.NewTask("k", func(ctx context.Context, n int) (int, error) {
+		id, i := ran.begin(ctx)
+		ran.end(id, i)
+		return n, nil
+	}, nil)
+	b.startWorker(t, nil, k)
+
+	// A plan to borrow, carried inline: chain(k, k) of workflow "wfx",
+	// never run (so no record of its steps exists).
+	compiled, err := chain.Compile("wfx", baton.Chain(k.S(1, nil), k.Sig(nil)))
+	require.NoError(t, err)
+	plan, err := json.Marshal(compiled)
+	require.NoError(t, err)
+	pl := string(plan)
+	cyclic := `{"wf":"wfy","nodes":[{"t":"chain","p":-1,"i":0,"c":[1]},{"t":"chain","p":0,"i":0,"c":[1]}]}`
+	badChild := `{"wf":"wfy","nodes":[{"t":"chain","p":-1,"i":0,"c":[7]}]}`
+
+	cases := []struct {
+		name, payload, want string
+	}{
+		{"node out of range", `{"v":1,"id":"wfx.9","kind":"k","wf":"wfx","n":99,"pl":` + pl + `}`, "node 99 is out of range"},
+		{"negative node", `{"v":1,"id":"wfx.7","kind":"k","wf":"wfx","n":-1,"pl":` + pl + `}`, "node -1 is out of range"},
+		{"node is not a task", `{"v":1,"id":"wfx.8","kind":"k","wf":"wfx","n":0,"pl":` + pl + `}`, "node 0 of workflow wfx is a chain, not a task"},
+		{"kind differs", `{"v":1,"id":"wfx.1","kind":"other","wf":"wfx","n":1,"pl":` + pl + `}`, `node 1 of workflow wfx is task "k", not "other"`},
+		{"id differs", `{"v":1,"id":"wfx.2","kind":"k","wf":"wfx","n":1,"pl":` + pl + `}`, `node 1 of workflow wfx is step wfx.1, not wfx.2`},
+		{"plan gone", `{"v":1,"id":"gone.1","kind":"k","wf":"gone","n":1}`, "workflow gone: its plan is not in Redis"},
+		{"plan not a plan", `{"v":1,"id":"wfy.1","kind":"k","wf":"wfy","n":1,"pl":"garbage"}`, "plan is corrupt"},
+		{"plan with a cycle", `{"v":1,"id":"wfy.2","kind":"k","wf":"wfy","n":1,"pl":` + cyclic + `}`, "plan is corrupt"},
+		{"plan child out of range", `{"v":1,"id":"wfy.3","kind":"k","wf":"wfy","n":0,"pl":` + badChild + `}`, "plan is corrupt"},
+		{"plan of another workflow", `{"v":1,"id":"wfz.1","kind":"k","wf":"wfz","n":1,"pl":` + pl + `}`, "is the plan of workflow wfx, not wfz"},
+		{"node without a workflow", `{"v":1,"id":"lone","kind":"k","n":3}`, "node 3 without a workflow"},
+		{"plan without a workflow", `{"v":1,"id":"lone2","kind":"k","pl":` + pl + `}`, "a plan without a workflow"},
+		{"negative max retries", `{"v":1,"id":"neg1","kind":"k","mr":-1}`, "max retries -1 is negative"},
+		{"negative timeout", `{"v":1,"id":"neg2","kind":"k","to":-5}`, "timeout -5ms is negative"},
+		{"retry delay above its max", `{"v":1,"id":"neg3","kind":"k","rp":{"delay":"1m","max":"1s"}}`, "raise Max or lower Delay"},
+	}
+	aq := asynq.NewClientFromRedisClient(b.rdb)
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var m struct {
+				ID string `json:"id"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(tc.payload), &m))
+			asynqID := fmt.Sprintf("crafted-%d", i)
+			_, err := aq.EnqueueContext(ctx, asynq.NewTask("k", []byte(tc.payload)), asynq.TaskID(asynqID), asynq.MaxRetry(5))
+			require.NoError(t, err)
+			waitAsynqArchived(t, b, baton.QueueDefault, asynqID)
+			rec, err := b.client.Get(ctx, m.ID)
+			require.NoError(t, err)
+			require.Equal(t, baton.Failure, rec.State, "error: %s", rec.Error)
+			require.Contains(t, rec.Error, "invalid task message")
+			require.Contains(t, rec.Error, tc.want)
+			require.NotContains(t, rec.Error, "panic")
+			require.JSONEq(t, tc.payload, string(rec.Payload), "the payload is kept for inspection")
+			require.Zero(t, ran.count(m.ID), "the handler never ran")
+			info, err := asynq.NewInspectorFromRedisClient(b.rdb).GetTaskInfo(baton.QueueDefault, asynqID)
+			require.NoError(t, err)
+			require.Zero(t, info.Retried, "failed once, not retried")
+		})
+	}
 }
 
 // waitAsynqArchived waits until asynq archived task id: it will not be
@@ -141,6 +213,13 @@ func TestInvalidOptions(t *testing.T) {
 		{"queue with braces", baton.EnqueueOpts{Queue: "q{1}"}, `queue name "q{1}"`},
 		{"retry delay above max", baton.EnqueueOpts{RetryDelay: &baton.RetryPolicy{Delay: time.Minute, Max: time.Second}}, "raise Max or lower Delay"},
 		{"negative retry delay", baton.EnqueueOpts{RetryDelay: &baton.RetryPolicy{Delay: -time.Second}}, "RetryPolicy.Delay -1s is negative"},
+		// Durations travel in whole milliseconds: under 1ms would silently
+		// become 0, which means "the default".
+		{"Timeout under 1ms", baton.EnqueueOpts{Timeout: time.Nanosecond}, "Timeout 1ns is under 1ms"},
+		{"Countdown under 1ms", baton.EnqueueOpts{Countdown: 999 * time.Microsecond}, "Countdown 999µs is under 1ms"},
+		{"ExpiresIn under 1ms", baton.EnqueueOpts{ExpiresIn: time.Nanosecond}, "ExpiresIn 1ns is under 1ms"},
+		{"retry delay under 1ms", baton.EnqueueOpts{RetryDelay: baton.FixedDelay(time.Microsecond)}, "RetryPolicy.Delay 1µs is under 1ms"},
+		{"retry max under 1ms", baton.EnqueueOpts{RetryDelay: &baton.RetryPolicy{Max: time.Nanosecond}}, "RetryPolicy.Max 1ns is under 1ms"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -152,15 +231,48 @@ func TestInvalidOptions(t *testing.T) {
 			require.ErrorIs(t, err, baton.ErrNotFound)
 		})
 	}
-	for _, id := range []string{"has space", "brace{", strings.Repeat("x", 201)} {
+	for _, id := range []string{"has space", "brace{", strings.Repeat("x", 201), "a.b", "wf.1", "a/b", "café", "tab\t", "semi;colon"} {
 		t.Run("bad id "+id[:min(len(id), 10)], func(t *testing.T) {
 			_, err := task.Enqueue(ctx, b.client, struct{}{}, &baton.EnqueueOpts{ID: id})
+			require.ErrorIs(t, err, baton.ErrInvalidOptions)
 			require.ErrorContains(t, err, "task id")
+			require.ErrorContains(t, err, "letters, digits, '-', '_' and ':'", "the error states the rule")
+			_, err = b.client.EnqueueKind(ctx, "opt", nil, &baton.EnqueueOpts{ID: id})
+			require.ErrorContains(t, err, "letters, digits, '-', '_' and ':'")
+			_, err = b.client.Submit(ctx, task.SI(struct{}{}, nil), &baton.SubmitOpts{ID: id})
+			require.ErrorIs(t, err, baton.ErrInvalidCanvas)
+			require.ErrorContains(t, err, "workflow id")
+			require.ErrorContains(t, err, "letters, digits, '-', '_' and ':'")
 		})
 	}
 	t.Run("empty kind", func(t *testing.T) {
 		_, err := b.client.EnqueueKind(ctx, "", nil, nil)
 		require.ErrorContains(t, err, "empty task kind")
+	})
+	t.Run("1ms is accepted", func(t *testing.T) {
+		_, err := task.Enqueue(ctx, b.client, struct{}{}, &baton.EnqueueOpts{ID: "one-ms", Timeout: time.Millisecond,
+			Countdown: time.Millisecond, ExpiresIn: time.Hour, RetryDelay: baton.FixedDelay(time.Millisecond)})
+		require.NoError(t, err)
+		require.NoError(t, b.rdb.FlushDB(ctx).Err())
+	})
+	t.Run("JSON options under 1ms", func(t *testing.T) {
+		for field, doc := range map[string]string{
+			"timeout":           `{"timeout": "1ns"}`,
+			"countdown":         `{"countdown": "500us"}`,
+			"expires_in":        `{"expires_in": "1ns"}`,
+			"retry_delay":       `{"retry_delay": "1ns"}`,
+			"retry_delay.delay": `{"retry_delay": {"delay": "1ns"}}`,
+			"retry_delay.max":   `{"retry_delay": {"max": "999us"}}`,
+		} {
+			var o baton.EnqueueOpts
+			err := json.Unmarshal([]byte(doc), &o)
+			require.ErrorContains(t, err, field+": ", doc)
+			require.ErrorContains(t, err, "is under 1ms", doc)
+		}
+		_, err := b.client.Submit(ctx, &baton.Signature{Kind: "opt", Options: json.RawMessage(`{"timeout": "1ns"}`)}, nil)
+		require.ErrorIs(t, err, baton.ErrInvalidCanvas)
+		require.ErrorContains(t, err, "$.options")
+		require.ErrorContains(t, err, "under 1ms")
 	})
 	t.Run("nothing enqueued", func(t *testing.T) {
 		n, err := b.rdb.DBSize(ctx).Result()
@@ -178,6 +290,12 @@ func TestInvalidOptions(t *testing.T) {
 		require.Contains(t, panicText(func() {
 			baton.NewTask("", func(ctx context.Context, _ int) (int, error) { return 0, nil }, nil)
 		}), "empty kind")
+		require.Contains(t, panicText(func() {
+			baton.NewTask("x", func(ctx context.Context, _ int) (int, error) { return 0, nil }, &baton.TaskOptions{Timeout: time.Nanosecond})
+		}), `task "x": Timeout 1ns is under 1ms`)
+		require.Contains(t, panicText(func() {
+			baton.NewTask("x", func(ctx context.Context, _ int) (int, error) { return 0, nil }, &baton.TaskOptions{RetryDelay: baton.FixedDelay(time.Nanosecond)})
+		}), `task "x": RetryPolicy.Delay 1ns is under 1ms`)
 	})
 
 	t.Run("NewClient and NewWorker", func(t *testing.T) {
@@ -201,6 +319,196 @@ func TestInvalidOptions(t *testing.T) {
 		_, err = backend.New(b.rdb, backend.Options{ResultTTL: 500 * time.Millisecond})
 		require.ErrorContains(t, err, "under 1s")
 	})
+}
+
+// TestIDRule: caller-chosen task and workflow ids are letters, digits, '-',
+// '_' and ':' (':' for namespaces such as tenant:42); '.' is reserved for
+// workflow steps ("<workflow>.<n>").
+func TestIDRule(t *testing.T) {
+	b := setup(t)
+	ctx := ctxTimeout(t, 10*time.Second)
+	task := baton.NewTask[int, int]("idr", nil, nil)
+	for _, id := range []string{"a", "tenant:42", "job_1-2", "A9", strings.Repeat("x", 200)} {
+		h, err := task.Enqueue(ctx, b.client, 1, &baton.EnqueueOpts{ID: id})
+		require.NoError(t, err, id)
+		require.Equal(t, id, h.ID)
+		wf, err := b.client.Submit(ctx, task.SI(1, nil), &baton.SubmitOpts{ID: "wf-" + id[:min(len(id), 190)]})
+		require.NoError(t, err, id)
+		require.Equal(t, "wf-"+id[:min(len(id), 190)]+".1", wf.Plan.Nodes[wf.Plan.Tasks()[0]].TaskID)
+	}
+}
+
+// TestIDKindCollision: enqueuing an id that exists with another kind is an
+// error naming the existing kind, not a handle on the other task's record;
+// the same kind stays idempotent.
+func TestIDKindCollision(t *testing.T) {
+	b := setup(t)
+	ctx := ctxTimeout(t, 10*time.Second)
+	add := baton.NewTask[addArgs, int]("coll.add", nil, nil)
+	mul := baton.NewTask[addArgs, int]("coll.mul", nil, nil)
+	_, err := add.Enqueue(ctx, b.client, addArgs{1, 2}, &baton.EnqueueOpts{ID: "shared"})
+	require.NoError(t, err)
+
+	_, err = mul.Enqueue(ctx, b.client, addArgs{3, 4}, &baton.EnqueueOpts{ID: "shared"})
+	require.ErrorIs(t, err, baton.ErrInvalidOptions)
+	require.ErrorContains(t, err, `task id "shared" is taken by a task of kind "coll.add"`)
+	_, err = b.client.EnqueueKind(ctx, "coll.mul", addArgs{3, 4}, &baton.EnqueueOpts{ID: "shared"})
+	require.ErrorContains(t, err, `kind "coll.add"`)
+
+	h, err := add.Enqueue(ctx, b.client, addArgs{1, 2}, &baton.EnqueueOpts{ID: "shared"})
+	require.NoError(t, err, "the same kind again is idempotent")
+	require.Equal(t, "shared", h.ID)
+	rec, err := b.client.Get(ctx, "shared")
+	require.NoError(t, err)
+	require.Equal(t, "coll.add", rec.Kind)
+
+	// A workflow's id is taken too: its record has the canvas's kind.
+	_, err = b.client.Submit(ctx, baton.Chain(add.S(addArgs{1, 2}, nil)), &baton.SubmitOpts{ID: "flow"})
+	require.NoError(t, err)
+	_, err = add.Enqueue(ctx, b.client, addArgs{1, 2}, &baton.EnqueueOpts{ID: "flow"})
+	require.ErrorContains(t, err, `task id "flow" is taken by a task of kind "chain"`)
+}
+
+// TestCanvasPayloadLimit: the payload limit applies to every message a
+// canvas produces, not only to single enqueues: a task over it anywhere in
+// the canvas is refused before anything is written.
+func TestCanvasPayloadLimit(t *testing.T) {
+	b := setup(t)
+	ctx := ctxTimeout(t, 10*time.Second)
+	c, err := baton.NewClient(b.rdb, &baton.ClientOptions{MaxPayloadBytes: 1024})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	blob := baton.NewTask[string, int]("blob", nil, nil)
+	big, small := strings.Repeat("x", 2048), "small"
+
+	for name, cv := range map[string]baton.Canvas{
+		"single task":            blob.SI(big, nil),
+		"first step of a chain":  baton.Chain(blob.SI(big, nil), blob.SI(small, nil)),
+		"later step of a chain":  baton.Chain(blob.SI(small, nil), blob.SI(big, nil)),
+		"group member":           baton.Group(blob.SI(small, nil), blob.SI(big, nil)),
+		"chord body":             baton.Chord(baton.Group(blob.SI(small, nil)), blob.SI(big, nil)),
+		"partial args of a step": baton.Chain(blob.SI(small, nil), &baton.Signature{Kind: "blob", Args: json.RawMessage(`{"data":"` + big + `"}`)}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := c.Submit(ctx, cv, nil)
+			require.ErrorIs(t, err, baton.ErrPayloadTooLarge)
+			require.ErrorIs(t, err, baton.ErrInvalidCanvas)
+			require.ErrorContains(t, err, "over the 1024-byte limit (ClientOptions.MaxPayloadBytes)")
+			requireNothingWritten(t, b)
+		})
+	}
+	_, err = c.Submit(ctx, baton.Chain(blob.SI(small, nil), blob.SI(small, nil)), nil)
+	require.NoError(t, err, "a canvas under the limit passes")
+}
+
+// TestWorkerPayloadLimit: a next step whose payload (the previous step's
+// result) is over the worker's limit fails the workflow at that step, once,
+// naming the limit, instead of being retried as a Redis problem forever.
+func TestWorkerPayloadLimit(t *testing.T) {
+	b := setup(t)
+	ctx := ctxTimeout(t, 20*time.Second)
+	grow := baton.NewTask("grow", func(ctx context.Context, n int) (string, error) { return strings.Repeat("z", n), nil }, nil)
+	size := baton.NewTask("measure", func(ctx context.Context, s string) (int, error) { return len(s), nil }, nil)
+	b.startWorker(t, &baton.WorkerOptions{MaxPayloadBytes: 2048}, grow, size)
+
+	wf, err := b.client.Submit(ctx, baton.Chain(grow.S(100, nil), size.Sig(nil)), nil)
+	require.NoError(t, err)
+	var n int
+	require.NoError(t, wf.Get(ctx, &n), "a payload under the limit goes through")
+	require.Equal(t, 100, n)
+
+	wf, err = b.client.Submit(ctx, baton.Chain(grow.S(4096, nil), size.Sig(nil)), nil)
+	require.NoError(t, err)
+	_, err = wf.Wait(ctx)
+	_ = requireTaskError(t, err, baton.Failure, "payload too large", "WorkerOptions.MaxPayloadBytes", "2048-byte limit")
+	steps, err := wf.Steps(ctx)
+	require.NoError(t, err)
+	require.Equal(t, baton.Success, steps[0].Record.State, "the step itself succeeded")
+	require.Equal(t, baton.Revoked, steps[1].Record.State)
+	require.Contains(t, steps[1].Record.Error, "payload too large")
+
+	_, err = baton.NewWorker(b.rdb, &baton.WorkerOptions{MaxPayloadBytes: -1})
+	require.ErrorContains(t, err, "MaxPayloadBytes -1 is negative")
+}
+
+// TestCanvasSizeLimits: a canvas with more tasks than MaxCanvasTasks, or a
+// plan larger than MaxCanvasBytes, is refused before anything is written,
+// saying which limit and how to change it.
+func TestCanvasSizeLimits(t *testing.T) {
+	b := setup(t)
+	ctx := ctxTimeout(t, 30*time.Second)
+	task := baton.NewTask[int, int]("size", nil, nil)
+	group := func(n int) baton.Canvas {
+		members := make([]baton.Canvas, n)
+		for i := range members {
+			members[i] = task.SI(i, nil)
+		}
+		return baton.Group(members...)
+	}
+
+	require.Equal(t, 100_000, baton.MaxCanvasTasksDefault)
+	require.Equal(t, 64<<20, baton.MaxCanvasBytesDefault)
+	t.Run("default task limit", func(t *testing.T) {
+		_, err := b.client.Submit(ctx, group(baton.MaxCanvasTasksDefault+1), nil)
+		require.ErrorIs(t, err, baton.ErrInvalidCanvas)
+		require.ErrorContains(t, err, "100001 tasks, over the limit of 100000")
+		require.ErrorContains(t, err, "ClientOptions.MaxCanvasTasks")
+		require.ErrorContains(t, err, "BATON_MAX_CANVAS_TASKS")
+		requireNothingWritten(t, b)
+	})
+
+	c, err := baton.NewClient(b.rdb, &baton.ClientOptions{MaxCanvasTasks: 10, MaxCanvasBytes: 4096})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	t.Run("tasks", func(t *testing.T) {
+		_, err := c.Submit(ctx, group(11), nil)
+		require.ErrorIs(t, err, baton.ErrInvalidCanvas)
+		require.ErrorContains(t, err, "11 tasks, over the limit of 10 (ClientOptions.MaxCanvasTasks; baton: BATON_MAX_CANVAS_TASKS or --max-canvas-tasks)")
+		requireNothingWritten(t, b)
+	})
+	t.Run("bytes", func(t *testing.T) {
+		_, err := c.Submit(ctx, baton.Chain(task.SI(1, nil), &baton.Signature{Kind: "size", Immutable: true, Args: json.RawMessage(`"` + strings.Repeat("y", 5000) + `"`)}), nil)
+		require.ErrorIs(t, err, baton.ErrInvalidCanvas)
+		require.ErrorIs(t, err, baton.ErrPayloadTooLarge)
+		require.ErrorContains(t, err, "over the limit of 4096 bytes (ClientOptions.MaxCanvasBytes; baton: BATON_MAX_CANVAS_BYTES or --max-canvas-bytes)")
+		requireNothingWritten(t, b)
+	})
+	t.Run("at the limits", func(t *testing.T) {
+		wf, err := c.Submit(ctx, group(10), nil)
+		require.NoError(t, err)
+		require.Len(t, wf.Plan.Tasks(), 10)
+	})
+	t.Run("invalid limits", func(t *testing.T) {
+		_, err := baton.NewClient(b.rdb, &baton.ClientOptions{MaxCanvasTasks: -1})
+		require.ErrorContains(t, err, "MaxCanvasTasks -1 is negative")
+		_, err = baton.NewClient(b.rdb, &baton.ClientOptions{MaxCanvasBytes: -1})
+		require.ErrorContains(t, err, "MaxCanvasBytes -1 is negative")
+	})
+}
+
+// TestDeepCanvas: a canvas nested 3,000 levels deep is refused before
+// anything is written, with a short error naming the depth limit.
+func TestDeepCanvas(t *testing.T) {
+	b := setup(t)
+	ctx := ctxTimeout(t, 10*time.Second)
+	task := baton.NewTask[int, int]("deep", nil, nil)
+	var c baton.Canvas = task.SI(1, nil)
+	for range 3000 {
+		c = baton.Chain(baton.Chord(baton.Group(task.SI(1, nil)), c))
+	}
+	_, err := b.client.Submit(ctx, c, nil)
+	require.ErrorIs(t, err, baton.ErrInvalidCanvas)
+	require.ErrorContains(t, err, "nested more than 64 levels deep")
+	require.Less(t, len(err.Error()), 400, "a short error, not the whole path: %.400s", err)
+	requireNothingWritten(t, b)
+}
+
+// requireNothingWritten asserts that b's Redis is empty.
+func requireNothingWritten(t *testing.T, b *bundle) {
+	t.Helper()
+	n, err := b.rdb.DBSize(context.Background()).Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "nothing was written")
 }
 
 // TestEveryKeyHasTTL: every key baton writes (asynq's own aside) expires.

@@ -72,8 +72,9 @@ func encodeOpts(o *EnqueueOpts) json.RawMessage {
 
 // SubmitOpts configure Submit.
 type SubmitOpts struct {
-	// ID is the workflow id (no '.', '{' or '}'). Defaults to a new random
-	// id. Submitting an id that exists returns the existing workflow.
+	// ID is the workflow id: 1 to 200 ASCII letters, digits, '-', '_' and
+	// ':' (backend.IDRule; its steps get "<ID>.<n>"). Defaults to a new
+	// random id. Submitting an id that exists returns the existing workflow.
 	ID string
 	// RequireKnownKinds rejects tasks whose kind the client was not told
 	// about with Declare.
@@ -115,8 +116,19 @@ func (c *Client) Submit(ctx context.Context, cv Canvas, opts *SubmitOpts) (*Work
 	if o.ID == "" {
 		o.ID = uuid.NewString()
 	}
-	if (o.awaiter == nil && strings.ContainsAny(o.ID, ".{} ")) || validID(o.ID) != nil {
-		return nil, fmt.Errorf("%w: workflow id %q: use letters, digits, '-' and '_' (no '.', braces or spaces)", ErrInvalidCanvas, o.ID)
+	// Ids baton derives itself (a replacement "<task id>.r") are not held
+	// to the rule for callers' ids.
+	if err := validCallerID("workflow id", o.ID); err != nil && o.awaiter == nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidCanvas, err)
+	}
+	// Shape and depth first: a canvas nested thousands deep stops here,
+	// before anything walks it building JSON paths.
+	if err := chain.Validate(cv); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidCanvas, err)
+	}
+	if n := countTasks(cv); n > c.maxTasks {
+		return nil, fmt.Errorf("%w: the canvas has %d tasks, over the limit of %d (ClientOptions.MaxCanvasTasks; baton: BATON_MAX_CANVAS_TASKS or --max-canvas-tasks): split it into several workflows or raise the limit",
+			ErrInvalidCanvas, n, c.maxTasks)
 	}
 	if err := chain.Walk(cv, func(path string, s *Signature) error {
 		if o.RequireKnownKinds {
@@ -165,6 +177,9 @@ func (c *Client) Submit(ctx context.Context, cv Canvas, opts *SubmitOpts) (*Work
 	planJSON, err := json.Marshal(plan)
 	if err != nil {
 		return nil, fmt.Errorf("baton: encode plan: %w", err)
+	}
+	if err := c.checkSizes(plan, planJSON); err != nil {
+		return nil, err
 	}
 	now := time.Now()
 	created, err := c.saveWorkflow(ctx, plan, planJSON, now)
@@ -262,6 +277,70 @@ func (c *Client) saveWorkflow(ctx context.Context, plan *chain.Plan, planJSON []
 	return created.Val(), nil
 }
 
+// countTasks counts the tasks of a valid canvas (callbacks aside: they
+// run only on failure, outside the plan).
+func countTasks(cv Canvas) int {
+	switch n := cv.(type) {
+	case *Signature:
+		return 1
+	case *chain.Chain:
+		return countAll(n.Steps)
+	case *chain.Group:
+		return countAll(n.Members)
+	case *chain.Chord:
+		return countTasks(n.Header) + countTasks(n.Body)
+	}
+	return 0
+}
+
+func countAll(cs []Canvas) int {
+	t := 0
+	for _, c := range cs {
+		t += countTasks(c)
+	}
+	return t
+}
+
+// canvasTooLarge is a canvas refused for its size: both an invalid canvas
+// and a payload too large.
+type canvasTooLarge struct{ msg string }
+
+func (e *canvasTooLarge) Error() string { return "baton: invalid canvas: payload too large: " + e.msg }
+
+func (e *canvasTooLarge) Is(target error) bool {
+	return target == ErrInvalidCanvas || target == ErrPayloadTooLarge
+}
+
+// checkSizes refuses, before anything is written, a plan over
+// MaxCanvasBytes and a step whose message (with its static args) is over
+// MaxPayloadBytes: a later step's payload only grows with its input.
+func (c *Client) checkSizes(plan *chain.Plan, planJSON []byte) error {
+	if len(planJSON) > c.maxCanvasSize {
+		return &canvasTooLarge{fmt.Sprintf("the canvas's plan encodes to %d bytes, over the limit of %d bytes (ClientOptions.MaxCanvasBytes; baton: BATON_MAX_CANVAS_BYTES or --max-canvas-bytes): pass large data by reference, split the canvas or raise the limit",
+			len(planJSON), c.maxCanvasSize)}
+	}
+	tasks := plan.Tasks()
+	ds := make([]chain.Dispatch, len(tasks))
+	for i, n := range tasks {
+		ds[i] = chain.Dispatch{Node: n, TaskID: plan.Nodes[n].TaskID, Sig: plan.Nodes[n].Sig, Args: plan.Nodes[n].Sig.Args}
+	}
+	msgs, err := c.stepMessages(plan, planJSON, ds, c.defaultsFor, time.Now())
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidCanvas, err)
+	}
+	for i, m := range msgs {
+		b, err := json.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("baton: encode step %s: %w", m.ID, err)
+		}
+		if len(b) > c.maxSize {
+			return &canvasTooLarge{fmt.Sprintf("step %s (%s, task %q) encodes to %d bytes, over the %d-byte limit (%s): pass large data by reference (a URL or key) instead",
+				m.ID, plan.Position(ds[i].Node), m.Kind, len(b), c.maxSize, c.sizeSetting)}
+		}
+	}
+	return nil
+}
+
 // inlinePlanMax: plans up to this size travel in every step's message, so
 // workers need no read to hand a result on.
 const inlinePlanMax = 4 << 10
@@ -271,19 +350,27 @@ func (c *Client) dispatch(ctx context.Context, plan *chain.Plan, planJSON []byte
 	if len(ds) == 0 {
 		return nil
 	}
-	now := time.Now()
+	msgs, err := c.stepMessages(plan, planJSON, ds, defaults, time.Now())
+	if err != nil {
+		return err
+	}
+	return c.sendAll(ctx, msgs)
+}
+
+// stepMessages builds the messages of the given steps of a plan.
+func (c *Client) stepMessages(plan *chain.Plan, planJSON []byte, ds []chain.Dispatch, defaults func(string) TaskOptions, now time.Time) ([]*message, error) {
 	msgs := make([]*message, len(ds))
 	for i, d := range ds {
 		var eo EnqueueOpts
 		if len(d.Sig.Options) > 0 {
 			if err := json.Unmarshal(d.Sig.Options, &eo); err != nil {
-				return fmt.Errorf("baton: step %s options: %w", d.TaskID, err)
+				return nil, fmt.Errorf("baton: step %s options: %w", d.TaskID, err)
 			}
 		}
 		eo.ID = d.TaskID
 		m, err := c.buildMessage(d.Sig.Kind, d.Args, defaults(d.Sig.Kind), &eo, now)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		m.Workflow, m.Node, m.Parent = plan.Workflow, d.Node, d.Parent
 		if len(planJSON) <= inlinePlanMax {
@@ -291,31 +378,37 @@ func (c *Client) dispatch(ctx context.Context, plan *chain.Plan, planJSON []byte
 		}
 		msgs[i] = m
 	}
-	return c.sendAll(ctx, msgs)
+	return msgs, nil
 }
 
-// sendAll sends messages, several at a time for large fan-outs.
+// sendAll sends messages, several at a time for large fan-outs. The first
+// error stops the others and is the one returned.
 func (c *Client) sendAll(ctx context.Context, msgs []*message) error {
 	const par = 8
 	if len(msgs) <= par {
-		return c.send(ctx, msgs, 0)
+		return c.send(ctx, msgs)
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, par)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
 	for p := range par {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := p; i < len(msgs); i += par {
-				if err := c.send(ctx, msgs[i:i+1], 0); err != nil {
-					errs[p] = err
+				if err := c.send(ctx, msgs[i:i+1]); err != nil {
+					once.Do(func() { first = err; cancel() })
 					return
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return first
 }
 
 // Workflow returns a handle on a submitted workflow.
@@ -339,10 +432,21 @@ func loadPlan(ctx context.Context, rdb redis.UniversalClient, id string) (*chain
 	return p, raw, err
 }
 
+// errCorruptPlan is wrapped by the error of a plan that does not decode or
+// is not well formed.
+var errCorruptPlan = errors.New("plan is corrupt")
+
+// decodePlan decodes and verifies the plan of workflow id.
 func decodePlan(id string, raw []byte) (*chain.Plan, error) {
 	var p chain.Plan
 	if err := json.Unmarshal(raw, &p); err != nil {
-		return nil, fmt.Errorf("baton: workflow %s: plan is corrupt: %w", id, err)
+		return nil, fmt.Errorf("baton: workflow %s: %w: %w", id, errCorruptPlan, err)
+	}
+	if err := p.Verify(); err != nil {
+		return nil, fmt.Errorf("baton: workflow %s: %w: %w", id, errCorruptPlan, err)
+	}
+	if p.Workflow != id {
+		return nil, fmt.Errorf("baton: workflow %s: %w: it is the plan of workflow %s, not %s", id, errCorruptPlan, p.Workflow, id)
 	}
 	return &p, nil
 }
@@ -415,7 +519,7 @@ func (c *Client) Cancel(ctx context.Context, wfID string) error {
 	if err != nil {
 		return err
 	}
-	reason := cancelReasonPrefix + ": workflow " + wfID + " cancelled"
+	reason := "cancelled: workflow " + wfID + " cancelled"
 	if err := c.rdb.HSet(ctx, backend.WorkflowKey(wfID), "cancelled", "1", "cancel_reason", reason).Err(); err != nil {
 		return c.redisErr("cancel "+wfID, err)
 	}
@@ -430,12 +534,12 @@ func (c *Client) Cancel(ctx context.Context, wfID string) error {
 	}
 	var outs []backend.Outcome
 	for i, id := range ids {
-		outs = append(outs, backend.Outcome{ID: id, State: Revoked, Error: reason})
+		outs = append(outs, backend.Outcome{ID: id, State: Revoked, Error: reason, Reason: backend.ReasonCancelled})
 		if recs[i] != nil && (recs[i].State == Started) {
 			_ = c.cancelRunning(ctx, id)
 		}
 	}
-	outs = append(outs, backend.Outcome{ID: wfID, State: Revoked, Error: reason})
+	outs = append(outs, backend.Outcome{ID: wfID, State: Revoked, Error: reason, Reason: backend.ReasonCancelled})
 	if _, err := c.be.FinishInOrder(ctx, outs...); err != nil {
 		return c.redisErr("cancel "+wfID, err)
 	}

@@ -23,13 +23,15 @@ type workflowEnd struct {
 	State  State
 	Result json.RawMessage
 	Error  string
+	// Reason is the record's reason (backend.ReasonCancelled after a cancel).
+	Reason string
 	// Written is true when this call recorded the end (false when an
 	// earlier one had).
 	Written bool
 }
 
 func endOf(id string, st backend.Status) workflowEnd {
-	return workflowEnd{ID: id, State: st.State, Result: st.Result, Error: st.Error, Written: st.Written}
+	return workflowEnd{ID: id, State: st.State, Result: st.Result, Error: st.Error, Reason: st.Reason, Written: st.Written}
 }
 
 // handOnError is a result the plan cannot hand on (the next step's static
@@ -126,7 +128,7 @@ func (c *Client) enqueueFixed(ctx context.Context, sig *Signature, id string, ar
 	if err := c.be.MarkPending(ctx, m.meta()); err != nil {
 		return err
 	}
-	return c.send(ctx, []*message{m}, 0)
+	return c.send(ctx, []*message{m})
 }
 
 // advance is the worker's advance: a result that cannot be handed on fails
@@ -135,7 +137,11 @@ func (w *Worker) advance(ctx context.Context, plan *chain.Plan, planJSON []byte,
 	end, err := w.client.advance(ctx, plan, planJSON, act, w.defaultsFor, redelivered)
 	var he *handOnError
 	if errors.As(err, &he) {
-		return w.failWorkflowAt(ctx, plan, he.node, m.ID, m.Kind, Failure, he.Error())
+		return w.failWorkflowAt(ctx, plan, he.node, m.ID, m.Kind, Failure, he.Error(), false)
+	}
+	if errors.Is(err, ErrPayloadTooLarge) {
+		// The result is too large to hand on: no retry can fix that.
+		return w.failWorkflowAt(ctx, plan, m.Node, m.ID, m.Kind, Failure, err.Error(), false)
 	}
 	if err != nil {
 		return &errInfra{err}

@@ -77,7 +77,7 @@ func (w *Worker) afterSuccess(ctx context.Context, m *message, result json.RawMe
 	if err != nil {
 		// The next step cannot be built from this result (static args not
 		// an array or object): the workflow fails here, nothing after runs.
-		return w.failWorkflowAt(ctx, plan, m.Node, m.ID, m.Kind, Failure, err.Error())
+		return w.failWorkflowAt(ctx, plan, m.Node, m.ID, m.Kind, Failure, err.Error(), false)
 	}
 	return w.advance(ctx, plan, planJSON, m, act, redelivered)
 }
@@ -109,11 +109,13 @@ func (w *Worker) defaultsFor(kind string) TaskOptions {
 	return w.client.defaultsFor(kind)
 }
 
-// afterFailure propagates a step's final failure (or revocation): later
-// steps fail naming it, the workflow fails naming the step, the error
-// callbacks of the step and of the canvases around it run, and
-// compensations of completed steps run in reverse.
-func (w *Worker) afterFailure(ctx context.Context, m *message, state State, errText string) error {
+// afterFailure propagates a step's final failure (or revocation), st as
+// recorded: later steps fail naming it, the workflow fails naming the step,
+// the error callbacks of the step and of the canvases around it run, and
+// compensations of completed steps run in reverse. A step revoked by a
+// cancel (st.Reason) revokes the workflow instead, and runs neither.
+func (w *Worker) afterFailure(ctx context.Context, m *message, st backend.Status) error {
+	state, errText := st.State, st.Error
 	if m.Workflow == "" {
 		return nil
 	}
@@ -138,22 +140,22 @@ func (w *Worker) afterFailure(ctx context.Context, m *message, state State, errT
 		failed, _ := json.Marshal(f)
 		return w.afterSuccess(ctx, m, failed, true)
 	}
-	return w.failWorkflowAt(ctx, plan, m.Node, m.ID, m.Kind, state, errText)
+	return w.failWorkflowAt(ctx, plan, m.Node, m.ID, m.Kind, state, errText, st.Reason == backend.ReasonCancelled)
 }
 
 // failWorkflowAt ends the workflow at node, whose task ended in state
 // (FAILURE, or REVOKED when it expired or was cancelled). The steps it
 // skips end FAILURE naming the failed parent, as in Celery (REVOKED after a
-// revocation).
-func (w *Worker) failWorkflowAt(ctx context.Context, plan *chain.Plan, node int, taskID, kind string, state State, errText string) error {
-	cancelled := isCancelReason(errText)
+// revocation). cancelled says the node was revoked by a cancel, as recorded
+// (never read from errText): the workflow is then revoked, not failed.
+func (w *Worker) failWorkflowAt(ctx context.Context, plan *chain.Plan, node int, taskID, kind string, state State, errText string, cancelled bool) error {
 	reason, skipped := fmt.Sprintf("parent %s failed: %s", taskID, errText), Failure
 	if state == Revoked {
 		reason, skipped = fmt.Sprintf("parent %s was revoked: %s", taskID, errText), Revoked
 	}
-	wfState, wfErr := Failure, fmt.Sprintf("%s %s (%s) failed: %s", plan.Position(node), taskID, kind, errText)
+	wfState, wfErr, wfReason := Failure, fmt.Sprintf("%s %s (%s) failed: %s", plan.Position(node), taskID, kind, errText), ""
 	if cancelled {
-		reason, wfState, wfErr = errText, Revoked, errText
+		reason, wfState, wfErr, wfReason = errText, Revoked, errText, backend.ReasonCancelled
 	}
 	// Callbacks and compensations are enqueued before the failure is
 	// recorded, so whoever sees the workflow fail can find them.
@@ -167,11 +169,11 @@ func (w *Worker) failWorkflowAt(ctx context.Context, plan *chain.Plan, node int,
 	}
 	outs := []backend.Outcome{}
 	for _, n := range plan.Downstream(node) {
-		outs = append(outs, backend.Outcome{ID: plan.Nodes[n].TaskID, State: skipped, Error: reason})
+		outs = append(outs, backend.Outcome{ID: plan.Nodes[n].TaskID, State: skipped, Error: reason, Reason: wfReason})
 	}
 	// The steps first, then the workflow, in one atomic call: whoever sees
 	// the workflow fail sees no step after the failure still PENDING.
-	outs = append(outs, backend.Outcome{ID: plan.Workflow, State: wfState, Error: wfErr})
+	outs = append(outs, backend.Outcome{ID: plan.Workflow, State: wfState, Error: wfErr, Reason: wfReason})
 	sts, err := w.be.FinishInOrder(ctx, outs...)
 	if err != nil {
 		return &errInfra{err}

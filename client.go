@@ -23,9 +23,28 @@ type Record = backend.Record
 type ClientOptions struct {
 	// ResultTTL is how long task records are kept. Defaults to 24h.
 	ResultTTL time.Duration
-	// MaxPayloadBytes caps a task's encoded message. Defaults to
-	// MaxPayloadBytesDefault (1 MiB). Pass large data by reference.
+	// MaxPayloadBytes caps a task's encoded message, each message of a
+	// canvas included. Defaults to MaxPayloadBytesDefault (1 MiB). Pass
+	// large data by reference.
 	MaxPayloadBytes int
+	// MaxCanvasTasks caps the tasks of one canvas (Submit), checked before
+	// anything is written. Defaults to MaxCanvasTasksDefault (100,000).
+	MaxCanvasTasks int
+	// MaxCanvasBytes caps the encoded plan of one canvas (Submit), which
+	// Redis keeps with the workflow, checked before anything is written.
+	// Defaults to MaxCanvasBytesDefault (64 MiB).
+	MaxCanvasBytes int
+}
+
+// orDefault sets *v to def when it is 0 and rejects a negative value.
+func orDefault(name string, v *int, def int) error {
+	if *v < 0 {
+		return fmt.Errorf("baton: %s %d is negative: use 0 for the default (%d)", name, *v, def)
+	}
+	if *v == 0 {
+		*v = def
+	}
+	return nil
 }
 
 // asynqTimeout is the attempt deadline given to asynq. baton enforces each
@@ -40,10 +59,13 @@ const asynqMaxRetryUnknown = 1000
 // Client enqueues tasks and workflows and reads or waits for their results.
 // It is safe for concurrent use; share one per process.
 type Client struct {
-	rdb     redis.UniversalClient
-	aq      *asynq.Client
-	be      *backend.Backend
-	maxSize int
+	rdb           redis.UniversalClient
+	aq            *asynq.Client
+	be            *backend.Backend
+	maxSize       int
+	sizeSetting   string // the option that set maxSize, for errors
+	maxTasks      int    // per canvas
+	maxCanvasSize int    // encoded plan
 
 	mu   sync.RWMutex
 	defs map[string]TaskOptions
@@ -60,22 +82,24 @@ func NewClient(rdb redis.UniversalClient, opts *ClientOptions) (*Client, error) 
 	if o.ResultTTL < 0 {
 		return nil, fmt.Errorf("baton: ResultTTL %v is negative: records cannot expire immediately; use e.g. 24h", o.ResultTTL)
 	}
-	if o.MaxPayloadBytes < 0 {
-		return nil, fmt.Errorf("baton: MaxPayloadBytes %d is negative", o.MaxPayloadBytes)
-	}
-	if o.MaxPayloadBytes == 0 {
-		o.MaxPayloadBytes = MaxPayloadBytesDefault
+	if err := errors.Join(orDefault("MaxPayloadBytes", &o.MaxPayloadBytes, MaxPayloadBytesDefault),
+		orDefault("MaxCanvasTasks", &o.MaxCanvasTasks, MaxCanvasTasksDefault),
+		orDefault("MaxCanvasBytes", &o.MaxCanvasBytes, MaxCanvasBytesDefault)); err != nil {
+		return nil, err
 	}
 	be, err := backend.New(rdb, backend.Options{ResultTTL: o.ResultTTL})
 	if err != nil {
 		return nil, err
 	}
 	return &Client{
-		rdb:     rdb,
-		aq:      asynq.NewClientFromRedisClient(rdb),
-		be:      be,
-		maxSize: o.MaxPayloadBytes,
-		defs:    map[string]TaskOptions{},
+		rdb:           rdb,
+		aq:            asynq.NewClientFromRedisClient(rdb),
+		be:            be,
+		maxSize:       o.MaxPayloadBytes,
+		sizeSetting:   "ClientOptions.MaxPayloadBytes",
+		maxTasks:      o.MaxCanvasTasks,
+		maxCanvasSize: o.MaxCanvasBytes,
+		defs:          map[string]TaskOptions{},
 	}, nil
 }
 
@@ -116,6 +140,9 @@ func (c *Client) defaultsFor(kind string) TaskOptions {
 func (c *Client) EnqueueKind(ctx context.Context, kind string, args any, opts *EnqueueOpts) (*Handle, error) {
 	if kind == "" {
 		return nil, errors.New("baton: enqueue: empty task kind")
+	}
+	if err := checkEnqueueID(kind, opts); err != nil {
+		return nil, err
 	}
 	raw, err := toRaw(args)
 	if err != nil {
@@ -216,7 +243,7 @@ func (c *Client) enqueue(ctx context.Context, kind string, raw json.RawMessage, 
 	if opts != nil && opts.ID != "" {
 		send = c.sendOnce // a caller-chosen id may be a duplicate submission
 	}
-	if err := send(ctx, []*message{m}, c.maxSize); err != nil {
+	if err := send(ctx, []*message{m}); err != nil {
 		return nil, err
 	}
 	return &Handle{ID: m.ID, Kind: kind, Queue: m.Queue, c: c}, nil
@@ -225,9 +252,9 @@ func (c *Client) enqueue(ctx context.Context, kind string, raw json.RawMessage, 
 // sendOnce sends a message only if its id is new to the backend: a task id
 // that was submitted before (even to another queue, even if it finished) is
 // not queued again. It costs a round trip before the enqueue.
-func (c *Client) sendOnce(ctx context.Context, msgs []*message, maxSize int) error {
+func (c *Client) sendOnce(ctx context.Context, msgs []*message) error {
 	m := msgs[0]
-	payload, err := encodeMessage(m, maxSize)
+	payload, err := c.encode(m)
 	if err != nil {
 		return err
 	}
@@ -240,7 +267,12 @@ func (c *Client) sendOnce(ctx context.Context, msgs []*message, maxSize int) err
 		return c.redisErr("enqueue", err)
 	}
 	if !created[0] {
-		return nil // known id: idempotent
+		// A known id is idempotent, unless it belongs to another kind of
+		// task: then the caller would get a handle on someone else's.
+		if k := pw.ExistingKind(0); k != "" && k != m.Kind {
+			return fmt.Errorf("%w for %s: task id %q is taken by a task of kind %q: choose another id", ErrInvalidOptions, m.Kind, m.ID, k)
+		}
+		return nil
 	}
 	if err := c.enqueueOne(ctx, m, payload); err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
@@ -258,9 +290,9 @@ func (c *Client) sendOnce(ctx context.Context, msgs []*message, maxSize int) err
 // worker records STARTED, a task's PENDING state is read from the queue
 // itself (see Get), which keeps an enqueue at one Redis round trip.
 // Workflow steps got their PENDING records at Submit.
-func (c *Client) send(ctx context.Context, msgs []*message, maxSize int) error {
+func (c *Client) send(ctx context.Context, msgs []*message) error {
 	for _, m := range msgs {
-		b, err := encodeMessage(m, maxSize)
+		b, err := c.encode(m)
 		if err != nil {
 			return err
 		}
@@ -274,14 +306,14 @@ func (c *Client) send(ctx context.Context, msgs []*message, maxSize int) error {
 	return nil
 }
 
-// encodeMessage encodes m and enforces the size limit (0: none).
-func encodeMessage(m *message, maxSize int) ([]byte, error) {
+// encode encodes m and enforces the client's size limit.
+func (c *Client) encode(m *message) ([]byte, error) {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("baton: enqueue %s: encode message: %w", m.Kind, err)
 	}
-	if maxSize > 0 && len(b) > maxSize {
-		return nil, fmt.Errorf("%w: task %s (%s) encodes to %d bytes, over the %d-byte limit (ClientOptions.MaxPayloadBytes): pass large data by reference (a URL or key) instead", ErrPayloadTooLarge, m.ID, m.Kind, len(b), maxSize)
+	if len(b) > c.maxSize {
+		return nil, fmt.Errorf("%w: task %s (%s) encodes to %d bytes, over the %d-byte limit (%s): pass large data by reference (a URL or key) instead", ErrPayloadTooLarge, m.ID, m.Kind, len(b), c.maxSize, c.sizeSetting)
 	}
 	return b, nil
 }
@@ -299,6 +331,11 @@ func (c *Client) enqueueOne(ctx context.Context, m *message, payload []byte) err
 	_, err := c.aq.EnqueueContext(ctx, asynq.NewTask(m.Kind, payload), aopts...)
 	if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
 		return nil // already queued under this id: enqueue is idempotent
+	}
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		// asynq keeps only the text of a script's error: say that the
+		// caller's context ended, so errors.Is finds it.
+		return fmt.Errorf("%v: %w", err, ctx.Err())
 	}
 	return err
 }
@@ -431,7 +468,7 @@ func recordErr(r *Record) error {
 		te := &TaskError{ID: r.ID, Kind: r.Kind, State: r.State, Message: r.Error}
 		if r.State == Revoked {
 			te.cause = ErrRevoked
-			if isCancelReason(r.Error) {
+			if r.Reason == backend.ReasonCancelled {
 				te.cause = errors.Join(ErrRevoked, ErrCancelled)
 			}
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 )
 
 // Handle refers to an enqueued task. Its id is known before the task runs,
@@ -55,7 +54,3 @@ func (h *TypedHandle[R]) Get(ctx context.Context) (R, error) {
 	err := h.Handle.Get(ctx, &out)
 	return out, err
 }
-
-const cancelReasonPrefix = "cancelled"
-
-func isCancelReason(s string) bool { return strings.HasPrefix(s, cancelReasonPrefix) }

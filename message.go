@@ -2,8 +2,11 @@ package baton
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/batonhq/baton/chain"
 )
 
 // message is the JSON envelope baton puts in an asynq task's payload. The
@@ -56,4 +59,47 @@ func decodeMessage(payload []byte) (*message, error) {
 		return nil, fmt.Errorf("task payload lacks id or kind: not a baton message")
 	}
 	return &m, nil
+}
+
+// checkMessage checks, before a worker uses it, what decodeMessage cannot
+// see alone: that a workflow step's node is a task of its plan with the
+// message's id and kind (plan is the workflow's plan, verified; nil for a
+// task outside workflows), and that its numbers make sense. A message that
+// fails it can never run: it is failed once, never retried.
+func checkMessage(m *message, plan *chain.Plan) error {
+	var errs []error
+	if m.MaxRetries != nil && *m.MaxRetries < 0 {
+		errs = append(errs, fmt.Errorf("max retries %d is negative", *m.MaxRetries))
+	}
+	if m.TimeoutMS < 0 {
+		errs = append(errs, fmt.Errorf("timeout %dms is negative", m.TimeoutMS))
+	}
+	if m.Retry != nil {
+		if err := m.Retry.validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	switch {
+	case m.Workflow == "" && m.Node != 0:
+		errs = append(errs, fmt.Errorf("node %d without a workflow", m.Node))
+	case m.Workflow == "" && len(m.Plan) > 0:
+		errs = append(errs, errors.New("a plan without a workflow"))
+	case m.Workflow != "" && plan == nil:
+		errs = append(errs, fmt.Errorf("workflow %s has no plan", m.Workflow))
+	case m.Workflow != "":
+		if m.Node < 0 || m.Node >= len(plan.Nodes) {
+			errs = append(errs, fmt.Errorf("node %d is out of range: the plan of workflow %s has %d nodes", m.Node, m.Workflow, len(plan.Nodes)))
+			break
+		}
+		n := plan.Nodes[m.Node]
+		switch {
+		case n.Type != chain.TypeTask:
+			errs = append(errs, fmt.Errorf("node %d of workflow %s is a %s, not a task", m.Node, m.Workflow, n.Type))
+		case n.Sig.Kind != m.Kind:
+			errs = append(errs, fmt.Errorf("node %d of workflow %s is task %q, not %q", m.Node, m.Workflow, n.Sig.Kind, m.Kind))
+		case n.TaskID != m.ID:
+			errs = append(errs, fmt.Errorf("node %d of workflow %s is step %s, not %s", m.Node, m.Workflow, n.TaskID, m.ID))
+		}
+	}
+	return errors.Join(errs...)
 }

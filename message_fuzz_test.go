@@ -5,18 +5,38 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/batonhq/baton/chain"
 )
 
 // FuzzDecodeMessage: decodeMessage never panics, rejects what a worker could
 // not run, and what it accepts survives an encode/decode round trip (a
 // message re-sent by a worker, e.g. a chain's next step, means the same).
+// It then drives the worker's own checks (decodePlan, checkMessage): they
+// never panic, and on a message they accept, nothing the worker does with
+// its plan node panics or loops.
 func FuzzDecodeMessage(f *testing.F) {
 	mr := 3
+	plan, err := chain.Compile("wf", chain.NewChain(&chain.Signature{Kind: "fetch", Args: json.RawMessage(`{"u":1}`)},
+		chain.NewChord(chain.NewGroup(&chain.Signature{Kind: "fetch"}, &chain.Signature{Kind: "fetch"}), &chain.Signature{Kind: "sum",
+			OnError: &chain.Signature{Kind: "alert"}, Compensate: &chain.Signature{Kind: "undo"}})))
+	if err != nil {
+		f.Fatal(err)
+	}
+	pl, err := json.Marshal(plan)
+	if err != nil {
+		f.Fatal(err)
+	}
 	seeds := []*message{
 		{V: messageVersion, ID: "a", Kind: "add", Args: json.RawMessage(`{"A":1,"B":2}`)},
 		{V: messageVersion, ID: "wf.1", Kind: "fetch", Args: json.RawMessage(`"https://example.com"`), Queue: "io",
 			MaxRetries: &mr, Retry: &RetryPolicy{Delay: time.Second, Max: time.Minute}, TimeoutMS: 5000,
 			ExpiresMS: 1700000000000, EnqueuedMS: 1690000000000, RunAtMS: 1690000001000, Workflow: "wf", Node: 2, Parent: "wf.0"},
+		{V: messageVersion, ID: "wf.1", Kind: "fetch", Workflow: "wf", Node: 1, Plan: pl},
+		{V: messageVersion, ID: "wf.3", Kind: "fetch", Workflow: "wf", Node: 5, Plan: pl},
+		{V: messageVersion, ID: "wf.4", Kind: "sum", Workflow: "wf", Node: 6, Plan: pl, Parent: "wf.3"},
+		{V: messageVersion, ID: "wf.9", Kind: "fetch", Workflow: "wf", Node: 99, Plan: pl},
+		{V: messageVersion, ID: "wf.1", Kind: "fetch", Workflow: "wf", Node: -1, Plan: pl},
 	}
 	for _, m := range seeds {
 		b, err := json.Marshal(m)
@@ -31,6 +51,10 @@ func FuzzDecodeMessage(f *testing.F) {
 		`{"v":1,"id":"a","kind":"k","rp":{"delay":"1s","max":"1ms"}}`, `{"v":1,"id":"a","kind":"k","rp":"forever"}`,
 		`{"v":1,"id":"a","kind":"k","mr":-1,"to":-5,"at":9223372036854775807}`,
 		`{"v":1,"id":"a","kind":"k","args":{"deep":[[[[[[1]]]]]]}}`,
+		`{"v":1,"id":"w.1","kind":"k","wf":"w","n":1,"pl":{"wf":"w","nodes":[{"t":"chain","p":-1,"i":0,"c":[1]},{"t":"chain","p":0,"i":0,"c":[1]}]}}`,
+		`{"v":1,"id":"w.1","kind":"k","wf":"w","n":1,"pl":{"wf":"w","nodes":[{"t":"chord","p":-1,"i":0,"c":[1,2]},{"t":"task","p":0,"i":0,"id":"w.1","s":{"task":"k"}},{"t":"task","p":0,"i":1,"id":"w.2","s":{"task":"k"}}]}}`,
+		`{"v":1,"id":"w.1","kind":"k","wf":"w","n":1,"pl":{"wf":"w","nodes":[{"t":"group","p":-1,"i":0,"c":[1]},{"t":"task","p":5,"i":0,"id":"w.1","s":{"task":"k"}}]}}`,
+		`{"v":1,"id":"w.1","kind":"k","wf":"w","n":1,"pl":{"wf":"w","nodes":[{"t":"task","p":-1,"i":0,"id":"w.1"}]}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -62,6 +86,7 @@ func FuzzDecodeMessage(f *testing.F) {
 			}
 		}
 		_ = m.meta()
+		checkLikeAWorker(t, m)
 
 		b1, err := json.Marshal(m)
 		if err != nil {
@@ -79,4 +104,48 @@ func FuzzDecodeMessage(f *testing.F) {
 			t.Fatalf("round trip changed the message:\n%s\n%s", b1, b2)
 		}
 	})
+}
+
+// checkLikeAWorker runs the worker's checks on m and, when they accept it,
+// walks its plan node the ways the worker does.
+func checkLikeAWorker(t *testing.T, m *message) {
+	var plan *chain.Plan
+	if m.Workflow != "" {
+		if len(m.Plan) == 0 {
+			return // the worker would read the plan from Redis
+		}
+		p, err := decodePlan(m.Workflow, m.Plan)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error text")
+			}
+			return // refused as corrupt
+		}
+		plan = p
+	}
+	if err := checkMessage(m, plan); err != nil {
+		if err.Error() == "" {
+			t.Fatal("empty error text")
+		}
+		return
+	}
+	if plan == nil {
+		return
+	}
+	n := m.Node
+	_ = plan.Kind()
+	_ = plan.Tasks()
+	_ = plan.Position(n)
+	_ = plan.IsFinal(n)
+	_ = plan.Downstream(n)
+	_ = plan.GroupID(n)
+	_ = plan.NodeOf(m.ID)
+	_ = plan.CheckInputs(nil)
+	_, _ = plan.Start(0, nil, "")
+	_, _ = plan.Complete(n, json.RawMessage(`{"r":1}`), m.ID)
+	sig := plan.Nodes[n].Sig
+	_, _ = sig.Input(json.RawMessage(`[1]`))
+	if sig.OnError != nil {
+		_, _ = sig.OnError.Input(json.RawMessage(`{}`))
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/batonhq/baton/backend"
 )
 
 // Defaults for task registration.
@@ -17,6 +19,12 @@ const (
 	// MaxPayloadBytesDefault is the largest encoded task message Enqueue
 	// accepts (ClientOptions.MaxPayloadBytes).
 	MaxPayloadBytesDefault = 1 << 20
+	// MaxCanvasTasksDefault is the most tasks one canvas may hold
+	// (ClientOptions.MaxCanvasTasks).
+	MaxCanvasTasksDefault = 100_000
+	// MaxCanvasBytesDefault is the largest encoded plan of one canvas
+	// (ClientOptions.MaxCanvasBytes).
+	MaxCanvasBytesDefault = 64 << 20
 )
 
 // RetryPolicy says how long to wait before retry n (0 for the first retry).
@@ -81,6 +89,8 @@ func (p RetryPolicy) validate() error {
 	if p.Max < 0 {
 		errs = append(errs, fmt.Errorf("RetryPolicy.Max %v is negative: use 0 for the default (10m) or a positive duration", p.Max))
 	}
+	errs = append(errs, subMillisecond("RetryPolicy.Delay", p.Delay, "the default (1s)"),
+		subMillisecond("RetryPolicy.Max", p.Max, "the default (10m)"))
 	if p.Max > 0 && p.Delay > p.Max {
 		errs = append(errs, fmt.Errorf("RetryPolicy.Delay %v is above Max %v: raise Max or lower Delay", p.Delay, p.Max))
 	}
@@ -129,6 +139,9 @@ func (o TaskOptions) validate(kind string) error {
 	if o.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("task %q: Timeout %v is negative", kind, o.Timeout))
 	}
+	if err := subMillisecond("Timeout", o.Timeout, "the default (30m)"); err != nil {
+		errs = append(errs, fmt.Errorf("task %q: %w", kind, err))
+	}
 	if err := validQueue(o.Queue); err != nil {
 		errs = append(errs, fmt.Errorf("task %q: %w", kind, err))
 	}
@@ -141,6 +154,16 @@ func (o TaskOptions) validate(kind string) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// subMillisecond rejects a duration above 0 and under a millisecond: baton
+// keeps durations in whole milliseconds, so 1ns would silently become 0,
+// which means zero (what zero stands for).
+func subMillisecond(name string, d time.Duration, zero string) error {
+	if d > 0 && d < time.Millisecond {
+		return fmt.Errorf("%s %v is under 1ms: durations count in whole milliseconds; use at least 1ms, or 0 for %s", name, d, zero)
+	}
+	return nil
 }
 
 func validQueue(q string) error {
@@ -158,8 +181,11 @@ func validQueue(q string) error {
 // EnqueueOpts override a task's registered defaults for one call. A nil
 // *EnqueueOpts keeps every default.
 type EnqueueOpts struct {
-	// ID is the task id. Defaults to a new random id. Enqueuing an id that
-	// is already queued or finished does not run the task again.
+	// ID is the task id: 1 to 200 ASCII letters, digits, '-', '_' and ':'
+	// ('.' is reserved for workflow steps; see backend.IDRule). Defaults to
+	// a new random id. Enqueuing an id that is already queued or finished
+	// does not run the task again; enqueuing it with another kind is an
+	// error naming the kind it has.
 	ID string `json:"id,omitempty"`
 	// Queue overrides TaskOptions.Queue.
 	Queue string `json:"queue,omitempty"`
@@ -201,10 +227,9 @@ func (o *EnqueueOpts) validate() error {
 	if o.ExpiresIn < 0 {
 		errs = append(errs, fmt.Errorf("ExpiresIn %v is negative", o.ExpiresIn))
 	}
+	errs = append(errs, subMillisecond("Timeout", o.Timeout, "the task's default"),
+		subMillisecond("Countdown", o.Countdown, "none"), subMillisecond("ExpiresIn", o.ExpiresIn, "none"))
 	if err := validQueue(o.Queue); err != nil {
-		errs = append(errs, err)
-	}
-	if err := validID(o.ID); err != nil {
 		errs = append(errs, err)
 	}
 	if len(o.LimitKey) > 200 {
@@ -218,14 +243,26 @@ func (o *EnqueueOpts) validate() error {
 	return errors.Join(errs...)
 }
 
-func validID(id string) error {
-	if len(id) > 200 {
-		return fmt.Errorf("task id is %d bytes: keep it under 200", len(id))
+// checkEnqueueID checks the task id a caller chose in opts.
+func checkEnqueueID(kind string, opts *EnqueueOpts) error {
+	if opts == nil {
+		return nil
 	}
-	for _, r := range id {
-		if r <= ' ' || r == '{' || r == '}' || r == 0x7f {
-			return fmt.Errorf("task id %q has a space, control character or brace: use letters, digits and -_.:", id)
-		}
+	if err := validCallerID("task id", opts.ID); err != nil {
+		return fmt.Errorf("%w for %s: %w", ErrInvalidOptions, kind, err)
+	}
+	return nil
+}
+
+// validCallerID checks an id the caller chose (none is fine: baton picks
+// one). Ids baton derives itself ("<workflow>.<n>", "<id>.err") are not
+// held to it.
+func validCallerID(what, id string) error {
+	if id == "" {
+		return nil
+	}
+	if err := backend.ValidID(id); err != nil {
+		return fmt.Errorf("%s %w", what, err)
 	}
 	return nil
 }

@@ -143,5 +143,8 @@ func parseDur(field, s string) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%s: %q is not a duration: write it like \"500ms\", \"30s\" or \"5m\"", field, s)
 	}
+	if d > 0 && d < time.Millisecond {
+		return 0, fmt.Errorf("%s: %q is under 1ms: durations count in whole milliseconds; write at least \"1ms\", or leave it out for the default", field, s)
+	}
 	return d, nil
 }

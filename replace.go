@@ -57,13 +57,13 @@ func (w *Worker) replace(ctx context.Context, log *slog.Logger, m *message, retr
 	msg.Plan = nil // the replaced task's plan is found again from its workflow
 	note, err := newAwaiter(awaitReplace, replaceWait{Msg: &msg, Retries: retried, StartMS: start.UnixMilli()})
 	if err != nil {
-		return w.fail(ctx, log, m, retried, Failure, "replace: encode the task for its replacement: "+err.Error(), true)
+		return w.fail(ctx, log, m, retried, Failure, "", "replace: encode the task for its replacement: "+err.Error(), true)
 	}
 	wf, err := w.client.Submit(ctx, cv, &SubmitOpts{ID: subID, awaiter: note})
 	if err != nil {
 		if errors.Is(err, ErrInvalidCanvas) || errors.Is(err, ErrInvalidOptions) || errors.Is(err, ErrPayloadTooLarge) {
 			log.Warn("replacement canvas refused; the task fails", "err", err)
-			return w.fail(ctx, log, m, retried, Failure, fmt.Sprintf("replace: %v", err), true)
+			return w.fail(ctx, log, m, retried, Failure, "", fmt.Sprintf("replace: %v", err), true)
 		}
 		// Redis trouble: the delivery is retried, and submitting the same
 		// id again resumes what was stored.
@@ -98,8 +98,8 @@ func (w *Worker) replacementEnded(ctx context.Context, data json.RawMessage, end
 	case Success:
 		return w.succeed(ctx, log, m, rw.Retries, end.Result, time.UnixMilli(rw.StartMS))
 	case Revoked:
-		return w.fail(ctx, log, m, rw.Retries, Revoked, end.Error, false)
+		return w.fail(ctx, log, m, rw.Retries, Revoked, end.Reason, end.Error, false)
 	}
 	msg := fmt.Sprintf("replaced by workflow %s, which failed: %s", end.ID, end.Error)
-	return w.fail(ctx, log, m, rw.Retries, Failure, msg, false)
+	return w.fail(ctx, log, m, rw.Retries, Failure, "", msg, false)
 }

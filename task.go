@@ -48,6 +48,9 @@ func (t *Task[A, R]) Options() TaskOptions { return t.opts }
 
 // Enqueue submits one run of the task.
 func (t *Task[A, R]) Enqueue(ctx context.Context, c *Client, args A, opts *EnqueueOpts) (*TypedHandle[R], error) {
+	if err := checkEnqueueID(t.kind, opts); err != nil {
+		return nil, err
+	}
 	raw, err := json.Marshal(args)
 	if err != nil {
 		return nil, fmt.Errorf("baton: encode %s args %T: %w", t.kind, args, err)

@@ -22,8 +22,9 @@ import (
 
 // Worker defaults.
 const (
-	ConcurrencyDefault     = 10
-	ShutdownTimeoutDefault = 30 * time.Second
+	ConcurrencyDefault           = 10
+	ShutdownTimeoutDefault       = 30 * time.Second
+	WorkerMaxPayloadBytesDefault = 512 << 20
 )
 
 // WorkerOptions configure a Worker. The zero value is valid.
@@ -47,6 +48,12 @@ type WorkerOptions struct {
 	// killed worker and re-enqueues them (see recover.go). Defaults to 3s;
 	// a negative value turns it off (asynq's own 60–90 s recovery remains).
 	RecoverInterval time.Duration
+	// MaxPayloadBytes caps the messages the worker enqueues: the next steps
+	// of workflows, whose payload is the previous step's result, and
+	// callbacks. A next step over it fails its workflow at that step.
+	// Defaults to WorkerMaxPayloadBytesDefault (512 MiB, Redis's own
+	// default bulk limit, proto-max-bulk-len).
+	MaxPayloadBytes int
 	// PollInterval is the longest an idle worker waits before looking for
 	// new tasks. Defaults to 1s. baton producers wake idle workers the
 	// moment they enqueue (see wake.go), so this only bounds the delay for
@@ -129,10 +136,14 @@ func NewWorker(rdb redis.UniversalClient, opts *WorkerOptions) (*Worker, error) 
 	if o.LimitLease < 300*time.Millisecond {
 		return nil, fmt.Errorf("baton: LimitLease %v is under 300ms: slots would expire between renewals; use 0 for the default (%v)", o.LimitLease, LimitLeaseDefault)
 	}
-	client, err := NewClient(rdb, &ClientOptions{ResultTTL: o.ResultTTL, MaxPayloadBytes: 1 << 30})
+	if err := orDefault("MaxPayloadBytes", &o.MaxPayloadBytes, WorkerMaxPayloadBytesDefault); err != nil {
+		return nil, err
+	}
+	client, err := NewClient(rdb, &ClientOptions{ResultTTL: o.ResultTTL, MaxPayloadBytes: o.MaxPayloadBytes})
 	if err != nil {
 		return nil, err
 	}
+	client.sizeSetting = "WorkerOptions.MaxPayloadBytes"
 	return &Worker{
 		rdb:    rdb,
 		client: client,
@@ -333,6 +344,14 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 	if m.Workflow != "" {
 		log = log.With("workflow", m.Workflow)
 	}
+	if err := w.check(ctx, m); err != nil {
+		var inf *errInfra
+		if errors.As(err, &inf) {
+			log.Warn("could not read the workflow plan; will retry", "err", err)
+			return err
+		}
+		return w.reject(ctx, log, m, t.Payload(), err)
+	}
 	meta := m.meta()
 
 	// asynq schedules in whole seconds and may deliver up to a second
@@ -368,7 +387,7 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 		return w.afterSuccess(ctx, m, st.Result, true)
 	case Failure, Revoked:
 		log.Info("already finished", "state", st.State)
-		return w.afterFailure(ctx, m, st.State, st.Error)
+		return w.afterFailure(ctx, m, st)
 	case backend.Replaced:
 		// Its handler replaced it with a workflow, which ends it.
 		log.Info("already replaced; the replacement ends it", "replacement", st.Replaced)
@@ -382,11 +401,11 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 	def := w.def(m.Kind)
 	if def == nil {
 		msg := fmt.Sprintf("unknown task kind %q: no worker on queue %q registers it (this worker has %s); register the task or fix the kind", m.Kind, m.Queue, strings.Join(w.Kinds(), ", "))
-		return w.fail(ctx, log, m, retried, Failure, msg, true)
+		return w.fail(ctx, log, m, retried, Failure, "", msg, true)
 	}
 	if exp := m.expires(); !exp.IsZero() && time.Now().After(exp) {
 		msg := fmt.Sprintf("expired: not started by %s", exp.UTC().Format(time.RFC3339Nano))
-		return w.fail(ctx, log, m, retried, Revoked, msg, false)
+		return w.fail(ctx, log, m, retried, Revoked, "", msg, false)
 	}
 	opts := def.Options()
 	maxRetries := opts.MaxRetries
@@ -414,7 +433,7 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 		return ctx.Err()
 	}
 	if ctx.Err() != nil && w.cancelled(m) {
-		return w.fail(ctx, log, m, retried, Revoked, cancelReasonPrefix+": workflow cancelled while running", false)
+		return w.fail(ctx, log, m, retried, Revoked, backend.ReasonCancelled, "cancelled: workflow cancelled while running", false)
 	}
 	var ae *argsError
 	if errors.As(herr, &ae) && m.Workflow != "" {
@@ -433,7 +452,7 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 		}
 		metrics.ObserveTask(m.Kind, "failure", time.Since(start))
 		log.Warn("task failed", "attempt", retried+1, "err", herr)
-		return w.fail(ctx, log, m, retried, Failure, msg, true)
+		return w.fail(ctx, log, m, retried, Failure, "", msg, true)
 	}
 	delay, ok := RetryAfterDelay(herr)
 	if !ok {
@@ -454,6 +473,39 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 		log.Warn("could not record retry", "err", err)
 	}
 	return &scheduledRetry{err: herr, delay: delay}
+}
+
+// check runs checkMessage with the workflow's plan: a plan that is gone
+// or corrupt makes the message invalid, a Redis error is an errInfra.
+func (w *Worker) check(ctx context.Context, m *message) error {
+	var plan *chain.Plan
+	if m.Workflow != "" {
+		p, _, err := w.plan(ctx, m)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return fmt.Errorf("workflow %s: its plan is not in Redis (never submitted, or expired)", m.Workflow)
+		case errors.Is(err, errCorruptPlan):
+			return err
+		case err != nil:
+			return &errInfra{err}
+		}
+		plan = p
+	}
+	return checkMessage(m, plan)
+}
+
+// reject fails a message that can never run, once: FAILURE with what is
+// wrong, the whole payload kept for inspection, archived by asynq. Nothing
+// of the message is used beyond its id, kind and queue.
+func (w *Worker) reject(ctx context.Context, log *slog.Logger, m *message, payload []byte, why error) error {
+	msg := fmt.Sprintf("invalid task message: %s; not run and not retried (was it enqueued by another program or another version of baton?)",
+		strings.ReplaceAll(why.Error(), "\n", "; "))
+	log.Error("invalid task message", "err", why)
+	meta := &backend.Meta{ID: m.ID, Kind: m.Kind, Queue: m.Queue, WorkflowID: m.Workflow, EnqueuedAt: time.UnixMilli(m.EnqueuedMS)}
+	if _, err := w.be.Finish(ctx, backend.Outcome{ID: m.ID, State: Failure, Error: msg, Payload: safePayload(payload), Meta: meta}); err != nil {
+		return &errInfra{err}
+	}
+	return fmt.Errorf("%s: %w", msg, asynq.SkipRetry)
 }
 
 // succeed records a SUCCESS and moves the workflow on. The last step of a
@@ -489,11 +541,12 @@ func (w *Worker) succeed(ctx context.Context, log *slog.Logger, m *message, retr
 	return w.afterSuccess(ctx, m, res, false)
 }
 
-// fail records a final FAILURE or REVOKED, propagates it through the
-// workflow, and tells asynq not to retry (archive keeps failures visible).
-func (w *Worker) fail(ctx context.Context, log *slog.Logger, m *message, retried int, state State, msg string, archive bool) error {
+// fail records a final FAILURE or REVOKED (with reason, e.g.
+// backend.ReasonCancelled), propagates it through the workflow, and tells
+// asynq not to retry (archive keeps failures visible).
+func (w *Worker) fail(ctx context.Context, log *slog.Logger, m *message, retried int, state State, reason, msg string, archive bool) error {
 	meta := m.meta()
-	out := backend.Outcome{ID: m.ID, State: state, Error: msg, Retries: retried, Meta: &meta}
+	out := backend.Outcome{ID: m.ID, State: state, Error: msg, Reason: reason, Retries: retried, Meta: &meta}
 	if state == Failure {
 		out.Payload = safePayload(m.Args)
 	}
@@ -502,7 +555,7 @@ func (w *Worker) fail(ctx context.Context, log *slog.Logger, m *message, retried
 		log.Warn("could not record failure; will retry", "err", err)
 		return &errInfra{err}
 	}
-	if err := w.afterFailure(ctx, m, st.State, st.Error); err != nil {
+	if err := w.afterFailure(ctx, m, st); err != nil {
 		return err
 	}
 	if archive {
@@ -630,5 +683,5 @@ func (w *Worker) afterRecorded(ctx context.Context, m *message, st backend.Statu
 	if st.State == Success {
 		return w.afterSuccess(ctx, m, st.Result, true)
 	}
-	return w.afterFailure(ctx, m, st.State, st.Error)
+	return w.afterFailure(ctx, m, st)
 }

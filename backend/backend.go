@@ -160,10 +160,24 @@ func (p *PendingWrite) Wait(ctx context.Context) ([]bool, error) {
 	}
 	out := make([]bool, len(p.calls))
 	for i, c := range p.calls {
-		n, _ := c.res.(int64)
-		out[i] = n == 1
+		arr, _ := c.res.([]any)
+		if len(arr) > 0 {
+			n, _ := arr[0].(int64)
+			out[i] = n == 1
+		}
 	}
 	return out, nil
+}
+
+// ExistingKind is, after Wait, the kind of task i's record when that record
+// existed already ("" when Wait created it, or the record has no kind).
+func (p *PendingWrite) ExistingKind(i int) string {
+	arr, _ := p.calls[i].res.([]any)
+	if len(arr) < 2 {
+		return ""
+	}
+	k, _ := arr[1].(string)
+	return k
 }
 
 // Delete removes task records (used to undo a PENDING record whose enqueue
@@ -190,11 +204,14 @@ type Status struct {
 	// NextTry is when a retry was due, as recorded with RETRY (Start only).
 	NextTry time.Time
 	// Written is true when Finish wrote the outcome; false when the record
-	// was terminal already and was kept (Result and Error are then its).
+	// was terminal already and was kept (Result, Error and Reason are then
+	// its).
 	Written bool
 	// Replaced is the id of the workflow that replaced the task (Start's
 	// answer Replaced only).
 	Replaced string
+	// Reason is the record's reason field (ReasonCancelled or "").
+	Reason string
 }
 
 // StartRequest asks to move a task to STARTED.
@@ -272,6 +289,9 @@ type Outcome struct {
 	NextTry time.Time
 	// Payload is kept with a FAILURE so it can be inspected.
 	Payload json.RawMessage
+	// Reason is recorded with a terminal state: ReasonCancelled for a
+	// revocation by a cancel.
+	Reason string
 	// Meta fills in a record a PENDING write has not reached yet.
 	Meta *Meta
 }
@@ -291,7 +311,7 @@ func (b *Backend) Finish(ctx context.Context, o Outcome) (Status, error) {
 // fill completes a written status with what was written.
 func (o Outcome) fill(st Status) Status {
 	if st.Written {
-		st.Result, st.Error = o.Result, o.Error
+		st.Result, st.Error, st.Reason = o.Result, o.Error, o.Reason
 	}
 	return st
 }
@@ -367,6 +387,9 @@ func (b *Backend) finishCall(o Outcome) *call {
 		if len(o.Payload) > 0 {
 			args = append(args, fPayload, string(o.Payload))
 		}
+		if o.Reason != "" {
+			args = append(args, fReason, o.Reason)
+		}
 	}
 	if o.Meta != nil {
 		args = append(args, o.Meta.fields()...)
@@ -387,7 +410,10 @@ func statusOf(v any) (Status, error) {
 		s.Written = fmt.Sprint(arr[4]) == "w"
 	}
 	if len(arr) > 5 {
-		s.Replaced = fmt.Sprint(arr[5])
+		s.Reason = fmt.Sprint(arr[5])
+	}
+	if len(arr) > 6 {
+		s.Replaced = fmt.Sprint(arr[6])
 	}
 	if r := fmt.Sprint(arr[1]); r != "" {
 		s.Result = json.RawMessage(r)

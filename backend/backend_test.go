@@ -67,6 +67,18 @@ func TestNewOptions(t *testing.T) {
 	require.Equal(t, backend.ResultTTLDefault, be.TTL())
 }
 
+// TestValidID: the one rule for caller-chosen ids.
+func TestValidID(t *testing.T) {
+	for _, id := range []string{"a", "A-b_c:9", "tenant:42", strings.Repeat("x", backend.IDMaxLen)} {
+		require.NoError(t, backend.ValidID(id), id)
+	}
+	for _, id := range []string{"", "a.b", "a b", "{a}", "a/b", "é", "a\n", strings.Repeat("x", backend.IDMaxLen+1)} {
+		err := backend.ValidID(id)
+		require.Error(t, err, id)
+		require.ErrorContains(t, err, backend.IDRule)
+	}
+}
+
 func TestPending(t *testing.T) {
 	f := setup(t)
 	ctx := ctxTimeout(t, 10*time.Second)
@@ -76,6 +88,7 @@ func TestPending(t *testing.T) {
 	created, err := p.Wait(ctx)
 	require.NoError(t, err)
 	require.Equal(t, []bool{true, true}, created)
+	require.Empty(t, p.ExistingKind(0), "created, so no existing kind")
 
 	rec, err := f.be.Get(ctx, "p1")
 	require.NoError(t, err)
@@ -94,6 +107,7 @@ func TestPending(t *testing.T) {
 	created, err = p.Wait(ctx)
 	require.NoError(t, err)
 	require.Equal(t, []bool{false}, created)
+	require.Equal(t, "k", p.ExistingKind(0), "the kind of the record that was kept")
 	rec, err = f.be.Get(ctx, "p1")
 	require.NoError(t, err)
 	require.Equal(t, backend.Success, rec.State)
@@ -218,11 +232,46 @@ func TestStartCancelledWorkflow(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, backend.Revoked, st.State)
 	require.Equal(t, "cancelled: by test", st.Error)
+	require.Equal(t, backend.ReasonCancelled, st.Reason, "the cancel is data")
 	rec, err := f.be.Get(ctx, "wf1.1")
 	require.NoError(t, err)
 	require.Equal(t, backend.Revoked, rec.State)
+	require.Equal(t, backend.ReasonCancelled, rec.Reason)
 	require.Zero(t, rec.Executions)
 	f.requireTTL(t, backend.TaskKey("wf1.1"))
+
+	// Started again (a redelivery), or finished by a late writer: the kept
+	// record's reason comes back with it.
+	st, err = f.be.Start(ctx, backend.StartRequest{Meta: m})
+	require.NoError(t, err)
+	require.Equal(t, backend.ReasonCancelled, st.Reason)
+	st, err = f.be.Finish(ctx, backend.Outcome{ID: "wf1.1", State: backend.Failure, Error: "late"})
+	require.NoError(t, err)
+	require.False(t, st.Written)
+	require.Equal(t, backend.ReasonCancelled, st.Reason)
+	sts, err := f.be.FinishInOrder(ctx, backend.Outcome{ID: "wf1.1", State: backend.Failure, Error: "late"})
+	require.NoError(t, err)
+	require.Equal(t, backend.ReasonCancelled, sts[0].Reason)
+}
+
+// TestReasonRecorded: a terminal outcome's Reason is stored; an error text
+// alone never makes one.
+func TestReasonRecorded(t *testing.T) {
+	f := setup(t)
+	ctx := ctxTimeout(t, 10*time.Second)
+	st, err := f.be.Finish(ctx, backend.Outcome{ID: "r1", State: backend.Revoked, Error: "stopped", Reason: backend.ReasonCancelled})
+	require.NoError(t, err)
+	require.True(t, st.Written)
+	require.Equal(t, backend.ReasonCancelled, st.Reason)
+	rec, err := f.be.Get(ctx, "r1")
+	require.NoError(t, err)
+	require.Equal(t, backend.ReasonCancelled, rec.Reason)
+
+	_, err = f.be.Finish(ctx, backend.Outcome{ID: "r2", State: backend.Failure, Error: "cancelled by upstream"})
+	require.NoError(t, err)
+	rec, err = f.be.Get(ctx, "r2")
+	require.NoError(t, err)
+	require.Empty(t, rec.Reason)
 }
 
 func TestChordJoin(t *testing.T) {

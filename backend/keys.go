@@ -1,6 +1,9 @@
 package backend
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // Every Redis key baton writes is built here. Keys of one workflow share a
 // {hash tag} (the workflow id) so multi-key scripts work on Redis Cluster.
@@ -69,3 +72,31 @@ func ConcKeysKey(name string) string { return prefix + "conc:{" + name + "}:keys
 // LimitsKey is the hash of the limit definitions workers enforce: field
 // "<type>:<name>", value the definition as JSON.
 const LimitsKey = prefix + "limits"
+
+// The rule for ids that callers choose (a task's EnqueueOpts.ID, a
+// workflow's SubmitOpts.ID, the CLI's --id), one for all of them. '.' is
+// reserved: baton names a workflow's steps "<workflow>.<n>" and keys a
+// record under the part of its id before the first '.', so a chosen id with
+// a '.' could be a step's. '{' and '}' delimit Redis Cluster hash tags.
+// ':' is allowed for namespaces such as "tenant:42".
+const (
+	// IDRule is the rule in words, for help texts and errors.
+	IDRule = "1 to 200 ASCII letters, digits, '-', '_' and ':' ('.' is reserved for workflow steps)"
+	// IDMaxLen is the longest id a caller may choose, in bytes.
+	IDMaxLen = 200
+)
+
+// ValidID checks a caller-chosen task or workflow id against IDRule.
+func ValidID(id string) error {
+	if id == "" || len(id) > IDMaxLen {
+		return fmt.Errorf("%q is %d bytes: use %s", id, len(id), IDRule)
+	}
+	for _, r := range id {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == ':':
+		default:
+			return fmt.Errorf("%q has %q: use %s", id, r, IDRule)
+		}
+	}
+	return nil
+}

@@ -34,6 +34,9 @@ type Record struct {
 	Throttled      string    `json:"throttled,omitempty"`
 	ThrottledUntil time.Time `json:"throttled_until,omitzero"`
 	Throttles      int       `json:"throttles,omitempty"`
+	// Reason says why a record ended as it did, as data: ReasonCancelled for
+	// a task or workflow revoked by a cancel; "" otherwise.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Duration is the time from start to finish, zero while running.
@@ -61,6 +64,7 @@ const (
 	fWorkflow   = "workflow"
 	fPayload    = "payload"
 	fReplaced   = "replaced"
+	fReason     = "reason" // ReasonCancelled, or absent
 )
 
 func ms(t time.Time) string {
@@ -92,6 +96,7 @@ func recordFromHash(id string, h map[string]string) *Record {
 		ParentID:   h[fParent],
 		WorkflowID: h[fWorkflow],
 		Replaced:   h[fReplaced],
+		Reason:     h[fReason],
 	}
 	r.Retries, _ = strconv.Atoi(h[fRetries])
 	r.Executions, _ = strconv.Atoi(h[fExecutions])

@@ -5,18 +5,24 @@ import "github.com/redis/go-redis/v9"
 // Terminal states are final: every script below leaves a record in
 // SUCCESS, FAILURE or REVOKED untouched and returns it instead.
 
+// ReasonCancelled is the value of a record's "reason" field (Record.Reason)
+// when it was revoked by a cancel: the cancel is data, never inferred from
+// an error's text.
+const ReasonCancelled = "cancelled"
+
 // pendingScript records a task as PENDING unless a record exists already.
 //
 // KEYS[1] task key
 // ARGV[1] ttl (ms); ARGV[2..] field, value pairs
-// Returns 1 when created, 0 when a record existed.
+// Returns {1, ""} when created, {0, kind} when a record existed (kind is
+// the existing record's, "" if it has none).
 var pendingScript = redis.NewScript(`
-if redis.call("EXISTS", KEYS[1]) == 1 then return 0 end
+if redis.call("EXISTS", KEYS[1]) == 1 then return {0, redis.call("HGET", KEYS[1], "kind") or ""} end
 local args = {"state", "PENDING"}
 for i = 2, #ARGV do args[#args+1] = ARGV[i] end
 redis.call("HSET", KEYS[1], unpack(args))
 redis.call("PEXPIRE", KEYS[1], ARGV[1])
-return 1
+return {1, ""}
 `)
 
 // startScript moves a task to STARTED unless it is terminal or its workflow
@@ -29,28 +35,29 @@ return 1
 // recovery copy superseded returns SUPERSEDED and must not run;
 // ARGV[7..] field, value pairs written only when the record is missing
 // (kind, queue, enqueued, ...: a PENDING write may still be on its way).
-// Returns {state, result, error[, next_try]}: state is STARTED when the caller
-// should run the task (next_try is the recorded time of this retry, unix ms,
-// "0" if none), else the terminal state found (or REVOKED for a cancelled
-// workflow), or REPLACED with the replacement's id as sixth element for a
+// Returns {state, result, error, next_try, "", reason, replaced}: state is
+// STARTED when the caller should run the task (next_try is the recorded time
+// of this retry, unix ms, "0" if none), else the terminal state found, with
+// its reason field (or REVOKED, reason ReasonCancelled, for a cancelled
+// workflow), or REPLACED with the replacement's id as seventh element for a
 // task that replaced itself with a workflow (its handler must not run again).
 var startScript = redis.NewScript(`
 if ARGV[6] ~= "" and redis.call("HEXISTS", KEYS[1], "sup:" .. ARGV[6]) == 1 then
   return {"SUPERSEDED", "", ""}
 end
-local cur = redis.call("HMGET", KEYS[1], "state", "result", "error", "next_try", "replaced")
+local cur = redis.call("HMGET", KEYS[1], "state", "result", "error", "next_try", "replaced", "reason")
 local st = cur[1]
 if st == "SUCCESS" or st == "FAILURE" or st == "REVOKED" then
-  return {st, cur[2] or "", cur[3] or ""}
+  return {st, cur[2] or "", cur[3] or "", "0", "", cur[6] or ""}
 end
-if cur[5] then return {"REPLACED", "", "", "0", "", cur[5]} end
+if cur[5] then return {"REPLACED", "", "", "0", "", "", cur[5]} end
 if ARGV[4] == "1" and redis.call("HGET", KEYS[2], "cancelled") == "1" then
-  local reason = redis.call("HGET", KEYS[2], "cancel_reason") or "workflow cancelled"
-  redis.call("HSET", KEYS[1], "state", "REVOKED", "error", reason, "finished", ARGV[2])
+  local text = redis.call("HGET", KEYS[2], "cancel_reason") or "workflow cancelled"
+  redis.call("HSET", KEYS[1], "state", "REVOKED", "error", text, "finished", ARGV[2], "reason", "` + ReasonCancelled + `")
   for i = 7, #ARGV, 2 do redis.call("HSETNX", KEYS[1], ARGV[i], ARGV[i+1]) end
   redis.call("PEXPIRE", KEYS[1], ARGV[1])
   redis.call("PUBLISH", ARGV[5], "REVOKED")
-  return {"REVOKED", "", reason}
+  return {"REVOKED", "", text, "0", "", "` + ReasonCancelled + `"}
 end
 if not st then
   for i = 7, #ARGV, 2 do redis.call("HSET", KEYS[1], ARGV[i], ARGV[i+1]) end
@@ -68,12 +75,13 @@ return {"STARTED", "", "", cur[4] or "0"}
 // KEYS[1] task key
 // ARGV[1] ttl (ms); ARGV[2] new state; ARGV[3] channel; ARGV[4..] field, value pairs
 // Returns {state, "", "", "", "w"} when written (the caller knows what it
-// wrote), else {state, result, error} of the terminal record that was kept.
+// wrote), else {state, result, error, "0", "", reason} of the terminal
+// record that was kept.
 var finishScript = redis.NewScript(`
-local cur = redis.call("HMGET", KEYS[1], "state", "result", "error")
+local cur = redis.call("HMGET", KEYS[1], "state", "result", "error", "reason")
 local st = cur[1]
 if st == "SUCCESS" or st == "FAILURE" or st == "REVOKED" then
-  return {st, cur[2] or "", cur[3] or ""}
+  return {st, cur[2] or "", cur[3] or "", "0", "", cur[4] or ""}
 end
 local args = {"state", ARGV[2]}
 for i = 4, #ARGV do args[#args+1] = ARGV[i] end
@@ -133,7 +141,7 @@ return 1
 // ARGV[1] "1" to stop at the first record found terminal (its followers are
 // then left alone and not returned); then for each key a segment: ttl (ms),
 // new state, channel, m, then m field/value arguments.
-// Returns one {state, result, error} per key handled, as finishScript does.
+// Returns one status per key handled, as finishScript does.
 var finishSeqScript = redis.NewScript(`
 local out = {}
 local a = 2
@@ -142,10 +150,10 @@ for k = 1, #KEYS do
   local fields = {}
   for i = a + 4, a + 3 + m do fields[#fields+1] = ARGV[i] end
   a = a + 4 + m
-  local cur = redis.call("HMGET", KEYS[k], "state", "result", "error")
+  local cur = redis.call("HMGET", KEYS[k], "state", "result", "error", "reason")
   local st = cur[1]
   if st == "SUCCESS" or st == "FAILURE" or st == "REVOKED" then
-    out[k] = {st, cur[2] or "", cur[3] or ""}
+    out[k] = {st, cur[2] or "", cur[3] or "", "0", "", cur[4] or ""}
     if ARGV[1] == "1" then return out end
   else
     redis.call("HSET", KEYS[k], "state", state, unpack(fields))

@@ -136,10 +136,14 @@ func NewGroup(members ...Canvas) *Group { return &Group{Members: members} }
 // NewChord builds a chord.
 func NewChord(header *Group, body Canvas) *Chord { return &Chord{Header: header, Body: body} }
 
-// Validate checks a canvas's shape; errors carry the JSON path of the node.
-func Validate(c Canvas) error { return validate(c, "$") }
+// Validate checks a canvas's shape and depth (MaxDepth); errors carry the
+// JSON path of the node.
+func Validate(c Canvas) error { return validate(c, "$", 0) }
 
-func validate(c Canvas, path string) error {
+func validate(c Canvas, path string, depth int) error {
+	if depth > MaxDepth {
+		return depthError(path)
+	}
 	switch n := c.(type) {
 	case *Signature:
 		if n == nil {
@@ -156,7 +160,7 @@ func validate(c Canvas, path string) error {
 			sig  *Signature
 		}{{"on_error", n.OnError}, {"link", n.Link}, {"compensate", n.Compensate}} {
 			if cb.sig != nil {
-				if err := validate(cb.sig, path+"."+cb.name); err != nil {
+				if err := validate(cb.sig, path+"."+cb.name, depth+1); err != nil {
 					return err
 				}
 			}
@@ -167,21 +171,21 @@ func validate(c Canvas, path string) error {
 			return fmt.Errorf("%s.chain: a chain needs at least one step", path)
 		}
 		for i, s := range n.Steps {
-			if err := validate(s, fmt.Sprintf("%s.chain[%d]", path, i)); err != nil {
+			if err := validate(s, fmt.Sprintf("%s.chain[%d]", path, i), depth+1); err != nil {
 				return err
 			}
 		}
-		return n.Callbacks.validate(path)
+		return n.Callbacks.validate(path, depth)
 	case *Group:
 		if n == nil {
 			return fmt.Errorf("%s: empty group node", path)
 		}
 		for i, s := range n.Members {
-			if err := validate(s, fmt.Sprintf("%s.group[%d]", path, i)); err != nil {
+			if err := validate(s, fmt.Sprintf("%s.group[%d]", path, i), depth+1); err != nil {
 				return err
 			}
 		}
-		return n.Callbacks.validate(path)
+		return n.Callbacks.validate(path, depth)
 	case *Chord:
 		if n == nil {
 			return fmt.Errorf("%s: empty chord node", path)
@@ -190,31 +194,31 @@ func validate(c Canvas, path string) error {
 			return fmt.Errorf("%s.chord.body: a chord needs a body", path)
 		}
 		for i, s := range n.headerMembers() {
-			if err := validate(s, fmt.Sprintf("%s.chord.header[%d]", path, i)); err != nil {
+			if err := validate(s, fmt.Sprintf("%s.chord.header[%d]", path, i), depth+1); err != nil {
 				return err
 			}
 		}
 		if n.Header != nil && !n.Header.Callbacks.empty() {
 			return fmt.Errorf("%s.chord.header: a chord's header takes no callbacks of its own: set them on the chord (or chain the group before a body)", path)
 		}
-		if err := validate(n.Body, path+".chord.body"); err != nil {
+		if err := validate(n.Body, path+".chord.body", depth+1); err != nil {
 			return err
 		}
-		return n.Callbacks.validate(path)
+		return n.Callbacks.validate(path, depth)
 	case nil:
 		return fmt.Errorf("%s: empty canvas node", path)
 	}
 	return fmt.Errorf("%s: unknown canvas node %T", path, c)
 }
 
-func (cb Callbacks) validate(path string) error {
+func (cb Callbacks) validate(path string, depth int) error {
 	if cb.Link != nil {
-		if err := validate(cb.Link, path+".link"); err != nil {
+		if err := validate(cb.Link, path+".link", depth+1); err != nil {
 			return err
 		}
 	}
 	if cb.OnError != nil {
-		return validate(cb.OnError, path+".on_error")
+		return validate(cb.OnError, path+".on_error", depth+1)
 	}
 	return nil
 }

@@ -33,7 +33,7 @@ func Parse(data []byte) (Canvas, error) {
 	if dec.More() {
 		return nil, fmt.Errorf("$: trailing data after the canvas document")
 	}
-	c, err := parseNode(raw, "$")
+	c, err := parseNode(raw, "$", 0)
 	if err != nil {
 		return nil, err
 	}
@@ -45,12 +45,24 @@ func Parse(data []byte) (Canvas, error) {
 
 var nodeKeys = []string{"task", "chain", "group", "chord"}
 
-// MaxDepth bounds how deeply canvases nest (chains in groups in chords ...).
+// MaxDepth bounds how deeply canvases nest (chains in groups in chords,
+// callbacks in callbacks ...): every node is one level below the node that
+// holds it.
 const MaxDepth = 64
 
-func parseNode(raw json.RawMessage, path string) (Canvas, error) {
-	if depth := strings.Count(path, "[") + strings.Count(path, ".on_error") + strings.Count(path, ".compensate") + strings.Count(path, ".link"); depth > MaxDepth {
-		return nil, fmt.Errorf("%s: canvas nested more than %d levels deep: flatten it", path, MaxDepth)
+// depthError rejects a node below MaxDepth. Its path is cut short: at the
+// limit it is hundreds of bytes long and says nothing more.
+func depthError(path string) error {
+	const keep = 60
+	if len(path) > 2*keep {
+		path = path[:keep] + "..." + path[len(path)-keep:]
+	}
+	return fmt.Errorf("%s: canvas nested more than %d levels deep: flatten it", path, MaxDepth)
+}
+
+func parseNode(raw json.RawMessage, path string, depth int) (Canvas, error) {
+	if depth > MaxDepth {
+		return nil, depthError(path)
 	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
@@ -70,7 +82,7 @@ func parseNode(raw json.RawMessage, path string) (Canvas, error) {
 	}
 	switch found[0] {
 	case "task":
-		return parseSig(raw, obj, path)
+		return parseSig(raw, obj, path, depth)
 	case "chain", "group":
 		if err := onlyKeys(obj, path, found[0]); err != nil {
 			return nil, err
@@ -81,13 +93,13 @@ func parseNode(raw json.RawMessage, path string) (Canvas, error) {
 		}
 		nodes := make([]Canvas, len(items))
 		for i, it := range items {
-			n, err := parseNode(it, fmt.Sprintf("%s.%s[%d]", path, found[0], i))
+			n, err := parseNode(it, fmt.Sprintf("%s.%s[%d]", path, found[0], i), depth+1)
 			if err != nil {
 				return nil, err
 			}
 			nodes[i] = n
 		}
-		cb, err := parseCallbacks(obj, path)
+		cb, err := parseCallbacks(obj, path, depth)
 		if err != nil {
 			return nil, err
 		}
@@ -113,17 +125,17 @@ func parseNode(raw json.RawMessage, path string) (Canvas, error) {
 		}
 		g := &Group{Members: []Canvas{}}
 		for i, it := range ch.Header {
-			n, err := parseNode(it, fmt.Sprintf("%s.chord.header[%d]", path, i))
+			n, err := parseNode(it, fmt.Sprintf("%s.chord.header[%d]", path, i), depth+1)
 			if err != nil {
 				return nil, err
 			}
 			g.Members = append(g.Members, n)
 		}
-		body, err := parseNode(ch.Body, path+".chord.body")
+		body, err := parseNode(ch.Body, path+".chord.body", depth+1)
 		if err != nil {
 			return nil, err
 		}
-		cb, err := parseCallbacks(obj, path)
+		cb, err := parseCallbacks(obj, path, depth)
 		if err != nil {
 			return nil, err
 		}
@@ -147,14 +159,14 @@ func onlyKeys(obj map[string]json.RawMessage, path, node string) error {
 }
 
 // parseCallbacks reads the "link" and "on_error" of a chain, group or chord.
-func parseCallbacks(obj map[string]json.RawMessage, path string) (Callbacks, error) {
+func parseCallbacks(obj map[string]json.RawMessage, path string, depth int) (Callbacks, error) {
 	var cb Callbacks
 	for _, c := range []struct {
 		key string
 		dst **Signature
 	}{{"link", &cb.Link}, {"on_error", &cb.OnError}} {
 		if raw, ok := obj[c.key]; ok {
-			s, err := parseCallback(raw, path+"."+c.key)
+			s, err := parseCallback(raw, path+"."+c.key, depth+1)
 			if err != nil {
 				return Callbacks{}, err
 			}
@@ -165,8 +177,8 @@ func parseCallbacks(obj map[string]json.RawMessage, path string) (Callbacks, err
 }
 
 // parseCallback reads a callback, which must be a single task.
-func parseCallback(raw json.RawMessage, path string) (*Signature, error) {
-	n, err := parseNode(raw, path)
+func parseCallback(raw json.RawMessage, path string, depth int) (*Signature, error) {
+	n, err := parseNode(raw, path, depth)
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +189,7 @@ func parseCallback(raw json.RawMessage, path string) (*Signature, error) {
 	return cs, nil
 }
 
-func parseSig(raw json.RawMessage, obj map[string]json.RawMessage, path string) (*Signature, error) {
+func parseSig(raw json.RawMessage, obj map[string]json.RawMessage, path string, depth int) (*Signature, error) {
 	var s struct {
 		Kind        *string         `json:"task"`
 		Args        json.RawMessage `json:"args"`
@@ -212,7 +224,7 @@ func parseSig(raw json.RawMessage, obj map[string]json.RawMessage, path string) 
 		if len(cb.raw) == 0 {
 			continue
 		}
-		cs, err := parseCallback(cb.raw, path+"."+cb.key)
+		cs, err := parseCallback(cb.raw, path+"."+cb.key, depth+1)
 		if err != nil {
 			return nil, err
 		}

@@ -34,8 +34,10 @@ func FuzzParseCanvas(f *testing.F) {
 		if err := Validate(c); err != nil {
 			t.Fatalf("Parse accepted a canvas Validate rejects: %v", err)
 		}
-		if _, err := Compile("wf", c); err != nil {
+		if p, err := Compile("wf", c); err != nil {
 			t.Logf("accepted but does not compile: %v", err) // not every accepted canvas need compile
+		} else if err := p.Verify(); err != nil {
+			t.Fatalf("a compiled plan fails Verify: %v", err)
 		}
 		_ = Walk(c, func(string, *Signature) error { return nil })
 

@@ -2,6 +2,7 @@ package chain
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 )
@@ -138,6 +139,63 @@ func (c *Chain) steps() []Canvas {
 		return nil
 	}
 	return c.Steps
+}
+
+// maxPlanDepth bounds how deep a plan's nodes may sit: a chord puts its
+// header members two nodes below it, so twice the canvas depth.
+const maxPlanDepth = 2*MaxDepth + 1
+
+// Verify checks that a plan read back (from a message or from Redis) is
+// one Compile could have built, so that walking it can neither panic nor
+// loop: parents come before their children and agree with them, every
+// node's type is known and has the children it needs, every task has an
+// id and a kind.
+func (p *Plan) Verify() error {
+	if len(p.Nodes) == 0 {
+		return errors.New("the plan has no nodes")
+	}
+	depth := make([]int, len(p.Nodes))
+	for i := range p.Nodes {
+		n := &p.Nodes[i]
+		switch {
+		case i == 0 && n.Parent != -1:
+			return fmt.Errorf("node 0 is the root, but has parent %d", n.Parent)
+		case i > 0 && (n.Parent < 0 || n.Parent >= i):
+			return fmt.Errorf("node %d has parent %d, not an earlier node", i, n.Parent)
+		case i > 0:
+			depth[i] = depth[n.Parent] + 1
+			if depth[i] > maxPlanDepth {
+				return fmt.Errorf("node %d is nested more than %d nodes deep", i, maxPlanDepth)
+			}
+			siblings := p.Nodes[n.Parent].Children
+			if n.Index < 0 || n.Index >= len(siblings) || siblings[n.Index] != i {
+				return fmt.Errorf("node %d is not child %d of its parent %d", i, n.Index, n.Parent)
+			}
+		}
+		for j, c := range n.Children {
+			if c <= i || c >= len(p.Nodes) || p.Nodes[c].Parent != i || p.Nodes[c].Index != j {
+				return fmt.Errorf("node %d: child %d (node %d) does not point back to it", i, j, c)
+			}
+		}
+		switch n.Type {
+		case TypeTask:
+			if n.Sig == nil || n.Sig.Kind == "" || n.TaskID == "" || len(n.Children) > 0 {
+				return fmt.Errorf("node %d is a task without an id or a kind, or with children", i)
+			}
+		case TypeChain:
+			if len(n.Children) == 0 {
+				return fmt.Errorf("node %d is an empty chain", i)
+			}
+		case TypeGroup: // an empty group is valid: its result is []
+		case TypeChord:
+			if len(n.Children) != 2 || p.Nodes[n.Children[0]].Type != TypeGroup {
+				return fmt.Errorf("node %d is a chord without a header group and a body", i)
+			}
+		default:
+			return fmt.Errorf("node %d has unknown type %q", i, n.Type)
+		}
+	}
+	return nil
 }
 
 // Kind is the root node's type, the workflow's canvas kind.

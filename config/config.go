@@ -57,6 +57,8 @@ const (
 	SystemPromptDefault       = "Analyze the following data."
 	MaxInputCharsDefault      = 60000
 	LLMCacheTTLDefault        = 168 * time.Hour
+	MaxCanvasTasksDefault     = 100_000
+	MaxCanvasBytesDefault     = int64(64 << 20) // 64 MiB
 )
 
 // Config is every setting baton reads. Build it with Default or FromEnv.
@@ -65,9 +67,11 @@ type Config struct {
 	// redis-sentinel://...?master=NAME, redis-cluster:// or a host:port
 	// list; see ParseRedisURL. Defaults to RedisURLDefault.
 	RedisURL string
-	// RedisDialTimeout bounds dialing, reading and writing to Redis, so a
-	// producer learns quickly that Redis is down (BATON_REDIS_TIMEOUT).
-	// Defaults to 5s.
+	// RedisDialTimeout bounds dialing, reading and writing to Redis, and
+	// each whole call made through NewRedisClient (go-redis's retries and
+	// the wait for a pooled connection included), so a producer learns
+	// quickly that Redis is down or hung (BATON_REDIS_TIMEOUT). Defaults to
+	// 5s.
 	RedisDialTimeout time.Duration
 	// ResultTTL is how long task results stay in the backend
 	// (BATON_RESULT_TTL). Defaults to 24h.
@@ -99,10 +103,12 @@ type Config struct {
 	// FetchMaxBody caps a fetched body, in bytes (BATON_FETCH_MAX_BYTES).
 	// Defaults to 10 MiB.
 	FetchMaxBody int64
-	// FetchDenyPrivate refuses private (RFC 1918, ULA, loopback) addresses
-	// as well as the always-refused link-local and metadata ones
-	// (FETCH_DENY_PRIVATE). Defaults to false.
-	FetchDenyPrivate bool
+	// FetchAllowPrivate lets fetches reach private (RFC 1918, ULA, CGNAT)
+	// and loopback addresses, refused by default so that whoever can
+	// enqueue a fetch cannot reach Redis or internal services
+	// (BATON_FETCH_ALLOW_PRIVATE). Link-local and metadata addresses are
+	// refused always. Defaults to false.
+	FetchAllowPrivate bool
 	// FetchUserAgent is the User-Agent of fetches (BATON_FETCH_USER_AGENT).
 	// Defaults to FetchUserAgentDefault.
 	FetchUserAgent string
@@ -154,7 +160,26 @@ type Config struct {
 	// FetchPerHost is a fleet-wide rate limit of fetches per URL host
 	// (BATON_FETCH_PER_HOST, e.g. "2/s"). Defaults to off.
 	FetchPerHost Rate
+
+	// MaxCanvasTasks caps the tasks of one submitted canvas
+	// (BATON_MAX_CANVAS_TASKS). Defaults to 100000.
+	MaxCanvasTasks int
+	// MaxCanvasBytes caps the encoded plan of one submitted canvas, in
+	// bytes (BATON_MAX_CANVAS_BYTES). Defaults to 64 MiB.
+	MaxCanvasBytes int64
+
+	// legacyDenyPrivate is where FETCH_DENY_PRIVATE (or the hidden
+	// --fetch-deny-private) was set, e.g. "FETCH_DENY_PRIVATE=true":
+	// replaced by BATON_FETCH_ALLOW_PRIVATE, it fails Validate.
+	legacyDenyPrivate string
 }
+
+// Replaced settings: still read, so that Validate can say what took their
+// place instead of silently ignoring them.
+const (
+	legacyDenyPrivateEnv  = "FETCH_DENY_PRIVATE"
+	legacyDenyPrivateFlag = "fetch-deny-private"
+)
 
 // Var documents one environment variable.
 type Var struct {
@@ -181,7 +206,7 @@ type field struct {
 func (c *Config) fields() []field {
 	return []field{
 		{"RedisURL", "REDIS_URL", "redis-url", "Redis to use: redis://, rediss://, redis-sentinel://h1:p1,h2:p2/0?master=NAME, redis-cluster://h1:p1,h2:p2 or h1:p1,h2:p2.", &c.RedisURL, false},
-		{"RedisDialTimeout", "BATON_REDIS_TIMEOUT", "redis-timeout", "Dial, read and write timeout for Redis; bounds how long a call waits when Redis is down.", &c.RedisDialTimeout, false},
+		{"RedisDialTimeout", "BATON_REDIS_TIMEOUT", "redis-timeout", "Dial, read and write timeout for Redis; bounds each whole call (retries and the wait for a connection included) when Redis is down or hung.", &c.RedisDialTimeout, false},
 		{"ResultTTL", "BATON_RESULT_TTL", "result-ttl", "How long task results are kept.", &c.ResultTTL, false},
 		{"Concurrency", "BATON_CONCURRENCY", "concurrency", "Tasks a worker process runs at once.", &c.Concurrency, false},
 		{"Queues", "BATON_QUEUES", "queues", "Queues a worker serves with their weights, e.g. default=6,llm=3,low=1 (a bare name has weight 1).", &c.Queues, false},
@@ -191,7 +216,7 @@ func (c *Config) fields() []field {
 		{"LogFormat", "BATON_LOG_FORMAT", "log-format", "Log format: text or json.", &c.LogFormat, false},
 		{"FetchTimeout", "BATON_FETCH_TIMEOUT", "fetch-timeout", "Timeout of one HTTP fetch.", &c.FetchTimeout, false},
 		{"FetchMaxBody", "BATON_FETCH_MAX_BYTES", "fetch-max-bytes", "Largest body a fetch reads, in bytes or with a unit (10MiB).", &c.FetchMaxBody, false},
-		{"FetchDenyPrivate", "FETCH_DENY_PRIVATE", "fetch-deny-private", "Also refuse private and loopback addresses (link-local and metadata addresses are always refused).", &c.FetchDenyPrivate, false},
+		{"FetchAllowPrivate", "BATON_FETCH_ALLOW_PRIVATE", "fetch-allow-private", "Let fetches reach private and loopback addresses, refused by default (link-local and metadata addresses are always refused).", &c.FetchAllowPrivate, false},
 		{"FetchUserAgent", "BATON_FETCH_USER_AGENT", "fetch-user-agent", "User-Agent header of fetches.", &c.FetchUserAgent, false},
 		{"FetchRetryDelay", "BATON_FETCH_RETRY_DELAY", "fetch-retry-delay", "Wait before retrying a failed fetch that gave no Retry-After.", &c.FetchRetryDelay, false},
 		{"FetchRetryAfterCap", "BATON_FETCH_RETRY_AFTER_CAP", "fetch-retry-after-cap", "Longest upstream Retry-After honoured.", &c.FetchRetryAfterCap, false},
@@ -207,6 +232,8 @@ func (c *Config) fields() []field {
 		{"ConcurrencyLimits", "BATON_CONCURRENCY_LIMITS", "concurrency-limits", "Fleet-wide limits on tasks of a kind running at once, e.g. analyze=4; empty for none.", &c.ConcurrencyLimits, false},
 		{"LLMTokensPerMinute", "BATON_LLM_TOKENS_PER_MINUTE", "llm-tokens-per-minute", "Fleet-wide token budget of the analyze task per model per minute (estimated before each call, corrected with the reported usage); 0 for none.", &c.LLMTokensPerMinute, false},
 		{"FetchPerHost", "BATON_FETCH_PER_HOST", "fetch-per-host", "Fleet-wide rate limit of fetches per URL host, e.g. 2/s; empty for none.", &c.FetchPerHost, false},
+		{"MaxCanvasTasks", "BATON_MAX_CANVAS_TASKS", "max-canvas-tasks", "Most tasks one submitted canvas may hold; a larger one is refused before anything is written.", &c.MaxCanvasTasks, false},
+		{"MaxCanvasBytes", "BATON_MAX_CANVAS_BYTES", "max-canvas-bytes", "Largest encoded plan of one submitted canvas, in bytes or with a unit; a larger one is refused before anything is written.", &c.MaxCanvasBytes, false},
 	}
 }
 
@@ -235,6 +262,8 @@ func Default() Config {
 		SystemPrompt:       SystemPromptDefault,
 		MaxInputChars:      MaxInputCharsDefault,
 		LLMCacheTTL:        LLMCacheTTLDefault,
+		MaxCanvasTasks:     MaxCanvasTasksDefault,
+		MaxCanvasBytes:     MaxCanvasBytesDefault,
 	}
 }
 
@@ -249,6 +278,9 @@ func FromEnv() (Config, error) {
 
 func fromLookup(lookup func(string) (string, bool)) (Config, error) {
 	c := Default()
+	if v, ok := lookup(legacyDenyPrivateEnv); ok && strings.TrimSpace(v) != "" {
+		c.legacyDenyPrivate = legacyDenyPrivateEnv + "=" + strings.TrimSpace(v)
+	}
 	var errs []error
 	for _, f := range c.fields() {
 		raw, ok := lookup(f.env)
@@ -352,6 +384,23 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 			fs.Lookup(f.flag).DefValue = RedactRedisURL(c.RedisURL)
 		}
 	}
+	fs.Var(&legacyFlag{dst: &c.legacyDenyPrivate, name: legacyDenyPrivateFlag}, legacyDenyPrivateFlag,
+		"Replaced by --fetch-allow-private")
+	fs.Lookup(legacyDenyPrivateFlag).NoOptDefVal = "true"
+	fs.Lookup(legacyDenyPrivateFlag).Hidden = true
+}
+
+// legacyFlag records that a replaced flag was given, for Validate to report.
+type legacyFlag struct {
+	dst  *string
+	name string
+}
+
+func (l *legacyFlag) String() string { return "" }
+func (l *legacyFlag) Type() string   { return "bool" }
+func (l *legacyFlag) Set(v string) error {
+	*l.dst = "--" + l.name
+	return nil
 }
 
 // bytesValue is a pflag.Value for a byte count.
@@ -566,6 +615,15 @@ func (c Config) Validate() error {
 		}
 	}
 
+	if c.legacyDenyPrivate != "" {
+		remove := "unset " + legacyDenyPrivateEnv
+		if strings.HasPrefix(c.legacyDenyPrivate, "--") {
+			remove = "drop " + c.legacyDenyPrivate
+		}
+		errs = append(errs, fmt.Errorf("%s: replaced by BATON_FETCH_ALLOW_PRIVATE (--fetch-allow-private): "+
+			"private and loopback addresses are now refused unless BATON_FETCH_ALLOW_PRIVATE=true; %s (and set BATON_FETCH_ALLOW_PRIVATE=true only if fetches must reach them)",
+			c.legacyDenyPrivate, remove))
+	}
 	if _, err := ParseRedisURL(c.RedisURL, c.RedisDialTimeout); err != nil {
 		bad(&c.RedisURL, err.Error())
 	}
@@ -612,6 +670,12 @@ func (c Config) Validate() error {
 	}
 	positive(&c.LLMCacheTTL, "cached responses make a re-run free", "168h")
 
+	if c.MaxCanvasTasks < 1 {
+		bad(&c.MaxCanvasTasks, fmt.Sprintf("must be at least 1 (tasks in one canvas); use e.g. %d", MaxCanvasTasksDefault))
+	}
+	if c.MaxCanvasBytes <= 0 {
+		bad(&c.MaxCanvasBytes, "must be > 0 (bytes of one canvas's plan); use e.g. 64MiB")
+	}
 	if c.MetricsAddr != "" {
 		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
 			bad(&c.MetricsAddr, "must be host:port or :port, e.g. :9090; leave it empty to turn metrics off")

@@ -22,6 +22,7 @@ func clearEnv(t *testing.T) {
 	for _, v := range config.Vars {
 		t.Setenv(v.Name, "")
 	}
+	t.Setenv("FETCH_DENY_PRIVATE", "") // replaced, still read to be refused
 }
 
 func TestDefault(t *testing.T) {
@@ -37,7 +38,7 @@ func TestDefault(t *testing.T) {
 	require.Equal(t, "text", c.LogFormat)
 	require.Equal(t, 30*time.Second, c.FetchTimeout)
 	require.Equal(t, int64(10<<20), c.FetchMaxBody)
-	require.False(t, c.FetchDenyPrivate)
+	require.False(t, c.FetchAllowPrivate, "private and loopback addresses are refused by default")
 	require.Equal(t, "baton/0.1 (+https://github.com/batonhq/baton)", c.FetchUserAgent)
 	require.Equal(t, 60*time.Second, c.FetchRetryDelay)
 	require.Equal(t, 10*time.Minute, c.FetchRetryAfterCap)
@@ -49,6 +50,8 @@ func TestDefault(t *testing.T) {
 	require.Equal(t, 60000, c.MaxInputChars)
 	require.Equal(t, 168*time.Hour, c.LLMCacheTTL)
 	require.Empty(t, c.MetricsAddr)
+	require.Equal(t, 100000, c.MaxCanvasTasks)
+	require.Equal(t, int64(64<<20), c.MaxCanvasBytes)
 	require.NoError(t, c.Validate())
 
 	clearEnv(t)
@@ -61,11 +64,12 @@ func TestVars(t *testing.T) {
 	want := []string{
 		"REDIS_URL", "BATON_REDIS_TIMEOUT", "BATON_RESULT_TTL", "BATON_CONCURRENCY",
 		"BATON_QUEUES", "BATON_STRICT_PRIORITY", "BATON_SHUTDOWN_TIMEOUT", "BATON_LOG_LEVEL",
-		"BATON_LOG_FORMAT", "BATON_FETCH_TIMEOUT", "BATON_FETCH_MAX_BYTES", "FETCH_DENY_PRIVATE",
+		"BATON_LOG_FORMAT", "BATON_FETCH_TIMEOUT", "BATON_FETCH_MAX_BYTES", "BATON_FETCH_ALLOW_PRIVATE",
 		"BATON_FETCH_USER_AGENT", "BATON_FETCH_RETRY_DELAY", "BATON_FETCH_RETRY_AFTER_CAP",
 		"OPENAI_API_KEY", "OPENAI_BASE_URL", "BATON_MODEL", "BATON_LLM_TIMEOUT",
 		"BATON_SYSTEM_PROMPT", "BATON_LLM_MAX_INPUT_CHARS", "BATON_LLM_CACHE_TTL", "BATON_METRICS_ADDR",
 		"BATON_RATE_LIMITS", "BATON_CONCURRENCY_LIMITS", "BATON_LLM_TOKENS_PER_MINUTE", "BATON_FETCH_PER_HOST",
+		"BATON_MAX_CANVAS_TASKS", "BATON_MAX_CANVAS_BYTES",
 	}
 	var got []string
 	byName := map[string]config.Var{}
@@ -104,7 +108,7 @@ func TestFromEnv(t *testing.T) {
 		"BATON_LOG_FORMAT":            "json",
 		"BATON_FETCH_TIMEOUT":         "10s",
 		"BATON_FETCH_MAX_BYTES":       "1048576",
-		"FETCH_DENY_PRIVATE":          "true",
+		"BATON_FETCH_ALLOW_PRIVATE":   "true",
 		"BATON_FETCH_USER_AGENT":      "test-agent",
 		"BATON_FETCH_RETRY_DELAY":     "5s",
 		"BATON_FETCH_RETRY_AFTER_CAP": "1h",
@@ -116,6 +120,8 @@ func TestFromEnv(t *testing.T) {
 		"BATON_LLM_MAX_INPUT_CHARS":   "1000",
 		"BATON_LLM_CACHE_TTL":         "1h",
 		"BATON_METRICS_ADDR":          ":9090",
+		"BATON_MAX_CANVAS_TASKS":      "500",
+		"BATON_MAX_CANVAS_BYTES":      "1MiB",
 	}
 	for k, v := range env {
 		t.Setenv(k, v)
@@ -134,7 +140,7 @@ func TestFromEnv(t *testing.T) {
 		LogFormat:          "json",
 		FetchTimeout:       10 * time.Second,
 		FetchMaxBody:       1 << 20,
-		FetchDenyPrivate:   true,
+		FetchAllowPrivate:  true,
 		FetchUserAgent:     "test-agent",
 		FetchRetryDelay:    5 * time.Second,
 		FetchRetryAfterCap: time.Hour,
@@ -146,6 +152,8 @@ func TestFromEnv(t *testing.T) {
 		MaxInputChars:      1000,
 		LLMCacheTTL:        time.Hour,
 		MetricsAddr:        ":9090",
+		MaxCanvasTasks:     500,
+		MaxCanvasBytes:     1 << 20,
 	}, c)
 	require.NoError(t, c.Validate())
 }
@@ -338,6 +346,10 @@ func TestValidate(t *testing.T) {
 		{"cache ttl", func(c *config.Config) { c.LLMCacheTTL = 0 }, "BATON_LLM_CACHE_TTL=0 (--llm-cache-ttl): must be > 0"},
 		{"metrics addr", func(c *config.Config) { c.MetricsAddr = "9090" },
 			"BATON_METRICS_ADDR=9090 (--metrics-addr): must be host:port or :port"},
+		{"max canvas tasks", func(c *config.Config) { c.MaxCanvasTasks = 0 },
+			"BATON_MAX_CANVAS_TASKS=0 (--max-canvas-tasks): must be at least 1"},
+		{"max canvas bytes", func(c *config.Config) { c.MaxCanvasBytes = -1 },
+			"BATON_MAX_CANVAS_BYTES=-1 (--max-canvas-bytes): must be > 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -416,4 +428,32 @@ func TestLogger(t *testing.T) {
 	c.LogLevel, c.LogFormat = "debug", "text"
 	c.Logger(&buf).Debug("dbg")
 	require.Contains(t, buf.String(), "level=DEBUG msg=dbg")
+}
+
+// TestFetchDenyPrivateReplaced: the old FETCH_DENY_PRIVATE (whatever its
+// value) fails validation with a message naming its replacement, so nobody
+// who set it silently gets other behaviour than they asked for.
+func TestFetchDenyPrivateReplaced(t *testing.T) {
+	for _, v := range []string{"true", "false"} {
+		clearEnv(t)
+		t.Setenv("FETCH_DENY_PRIVATE", v)
+		c, err := config.FromEnv()
+		require.NoError(t, err)
+		err = c.Validate()
+		require.ErrorContains(t, err, "FETCH_DENY_PRIVATE="+v+": replaced by BATON_FETCH_ALLOW_PRIVATE (--fetch-allow-private)")
+		require.ErrorContains(t, err, "private and loopback addresses are now refused unless BATON_FETCH_ALLOW_PRIVATE=true")
+		require.ErrorContains(t, err, "unset FETCH_DENY_PRIVATE")
+	}
+
+	clearEnv(t)
+	c, err := config.FromEnv()
+	require.NoError(t, err)
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	c.BindFlags(fs)
+	require.NoError(t, fs.Parse([]string{"--fetch-deny-private"}))
+	require.ErrorContains(t, c.Validate(), "--fetch-deny-private: replaced by BATON_FETCH_ALLOW_PRIVATE (--fetch-allow-private)")
+	require.True(t, fs.Lookup("fetch-deny-private").Hidden, "the old flag is not advertised")
+
+	require.NoError(t, fs.Parse([]string{"--fetch-allow-private"}))
+	require.True(t, c.FetchAllowPrivate)
 }

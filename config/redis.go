@@ -1,10 +1,12 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -81,12 +83,91 @@ func ParseRedisURL(s string, timeout time.Duration) (*redis.UniversalOptions, er
 // NewRedisClient parses url with ParseRedisURL and returns the matching
 // client: a *redis.Client (honouring the database number), a Sentinel
 // failover client or a *redis.ClusterClient. It does not contact Redis.
+//
+// timeout, if > 0, bounds each whole call (BATON_REDIS_TIMEOUT): go-redis
+// retries a command that timed out (MaxRetries, 3 by default), so a Redis
+// that accepts connections but does not answer (hung, or CLIENT PAUSE)
+// would hold a caller four times the timeout, and longer behind a busy
+// connection pool. The budget covers the wait for a connection, every
+// attempt and the backoff between them; go-redis still retries a broken
+// connection within it. Blocking commands (BLPOP, XREAD, ...) keep their
+// own timeouts. A call cut short fails with an error that wraps
+// os.ErrDeadlineExceeded and names BATON_REDIS_TIMEOUT.
 func NewRedisClient(url string, timeout time.Duration) (redis.UniversalClient, error) {
 	opts, err := ParseRedisURL(url, timeout)
 	if err != nil {
 		return nil, err
 	}
-	return redis.NewUniversalClient(opts), nil
+	c := redis.NewUniversalClient(opts)
+	if timeout > 0 {
+		c.AddHook(callBudget{d: timeout})
+	}
+	return c, nil
+}
+
+// callBudget is the go-redis hook that bounds a whole command or pipeline,
+// retries included, by d.
+type callBudget struct{ d time.Duration }
+
+func (b callBudget) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (b callBudget) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if blockingCommands[strings.ToLower(cmd.Name())] {
+			return next(ctx, cmd)
+		}
+		bctx, cancel := context.WithTimeout(ctx, b.d)
+		defer cancel()
+		err := next(bctx, cmd)
+		if b.ranOut(ctx, bctx, err) {
+			err = b.timeoutErr()
+			cmd.SetErr(err)
+		}
+		return err
+	}
+}
+
+func (b callBudget) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		bctx, cancel := context.WithTimeout(ctx, b.d)
+		defer cancel()
+		err := next(bctx, cmds)
+		if b.ranOut(ctx, bctx, err) {
+			err = b.timeoutErr()
+			for _, c := range cmds {
+				if c.Err() == nil || b.ranOut(ctx, bctx, c.Err()) {
+					c.SetErr(err)
+				}
+			}
+		}
+		return err
+	}
+}
+
+// ranOut reports whether err is a timeout because the budget ran out,
+// rather than the caller's own context ending. It reads the clock: a dial
+// or read can fail at the deadline before the context's timer fired.
+func (b callBudget) ranOut(caller, budget context.Context, err error) bool {
+	if err == nil || caller.Err() != nil {
+		return false
+	}
+	if dl, _ := budget.Deadline(); time.Now().Before(dl) {
+		return false
+	}
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+func (b callBudget) timeoutErr() error {
+	return fmt.Errorf("no reply from Redis within %v (BATON_REDIS_TIMEOUT): %w", b.d, os.ErrDeadlineExceeded)
+}
+
+// blockingCommands wait on the server by design, with a timeout of their
+// own: the budget does not apply to them.
+var blockingCommands = map[string]bool{
+	"blpop": true, "brpop": true, "brpoplpush": true, "blmove": true, "blmpop": true,
+	"bzpopmin": true, "bzpopmax": true, "bzmpop": true, "xread": true, "xreadgroup": true,
+	"wait": true, "waitaof": true,
 }
 
 // RedactRedisURL returns s with any password replaced by "xxxxx", for logs

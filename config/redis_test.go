@@ -2,6 +2,8 @@ package config_test
 
 import (
 	"context"
+	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -223,4 +225,151 @@ func FuzzParseRedisURL(f *testing.F) {
 		}
 		require.NotZero(t, opts.DialTimeout)
 	})
+}
+
+// pauseWrites makes srv hold every write command for d (CLIENT PAUSE ...
+// WRITE): connections stay open, reads answer, writes get no reply. It
+// unpauses when the test ends.
+func pauseWrites(t *testing.T, srv *redistest.Server, d time.Duration) {
+	t.Helper()
+	admin := srv.Client(t, 0)
+	require.NoError(t, admin.Do(context.Background(), "CLIENT", "PAUSE", d.Milliseconds(), "WRITE").Err())
+	t.Cleanup(func() { _ = admin.Do(context.Background(), "CLIENT", "UNPAUSE").Err() })
+}
+
+// TestRedisTimeoutBoundsACall: with writes paused, a call gives up after
+// about the timeout (BATON_REDIS_TIMEOUT), not once per go-redis retry
+// (MaxRetries 3: four times the timeout) nor after a further wait for a
+// pooled connection; the error names the setting and is a timeout. A
+// caller's own earlier deadline still wins, and reads still answer.
+func TestRedisTimeoutBoundsACall(t *testing.T) {
+	const timeout = time.Second
+	const bound = 2 * timeout // before the fix: 4 attempts of 1s each, and more behind a busy pool
+	srv := redistest.MustStart(t, redistest.Options{})
+	ctx := context.Background()
+	c, err := config.NewRedisClient(srv.URL(0)+"?pool_size=2", timeout)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	require.NoError(t, c.Set(ctx, "k", "v", 0).Err())
+	pauseWrites(t, srv, 30*time.Second)
+
+	requireTimeout := func(t *testing.T, what string, err error, took time.Duration) {
+		t.Helper()
+		t.Logf("%s: %v after %v", what, err, took.Round(time.Millisecond))
+		require.Error(t, err, what)
+		require.Less(t, took, bound, "%s gave up within about BATON_REDIS_TIMEOUT", what)
+		require.ErrorContains(t, err, "BATON_REDIS_TIMEOUT", what)
+		require.ErrorIs(t, err, os.ErrDeadlineExceeded, "%s: a timeout, not the caller's context", what)
+	}
+	t.Run("command", func(t *testing.T) {
+		t0 := time.Now()
+		err := c.Set(ctx, "k", "w", 0).Err()
+		requireTimeout(t, "SET", err, time.Since(t0))
+	})
+	t.Run("script", func(t *testing.T) {
+		t0 := time.Now()
+		err := redis.NewScript(`return redis.call("SET", KEYS[1], ARGV[1])`).Run(ctx, c, []string{"k"}, "w").Err()
+		requireTimeout(t, "EVALSHA", err, time.Since(t0))
+	})
+	t.Run("pipeline", func(t *testing.T) {
+		t0 := time.Now()
+		pipe := c.Pipeline()
+		set := pipe.Set(ctx, "k", "w", 0)
+		pipe.Incr(ctx, "n")
+		_, err := pipe.Exec(ctx)
+		requireTimeout(t, "pipeline", err, time.Since(t0))
+		require.ErrorIs(t, set.Err(), os.ErrDeadlineExceeded)
+	})
+	t.Run("callers waiting for a pooled connection", func(t *testing.T) {
+		errs := make(chan error, 6)
+		t0 := time.Now()
+		for range 6 { // three times the pool
+			go func() { errs <- c.Set(ctx, "k", "w", 0).Err() }()
+		}
+		for range 6 {
+			requireTimeout(t, "concurrent SET", <-errs, time.Since(t0))
+		}
+	})
+	t.Run("reads still answer", func(t *testing.T) {
+		// Dials cut short by the budget count as failed dials in go-redis's
+		// pool, which then fails fast until its background redial (at once)
+		// succeeds: allow for that instant.
+		redistest.WaitFor(t, 2*time.Second, "GET answers while writes are paused", func() bool {
+			v, err := c.Get(ctx, "k").Result()
+			return err == nil && v == "v"
+		})
+	})
+	t.Run("an earlier caller deadline wins", func(t *testing.T) {
+		cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		err := c.Set(cctx, "k", "w", 0).Err()
+		require.Error(t, err)
+		require.NotContains(t, err.Error(), "BATON_REDIS_TIMEOUT", "the caller's deadline, not the budget, ended it")
+	})
+}
+
+// recordHandler is a slog.Handler that hands every record to a channel.
+type recordHandler struct{ ch chan slog.Record }
+
+func (h recordHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h recordHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h recordHandler) WithGroup(string) slog.Handler            { return h }
+func (h recordHandler) Handle(_ context.Context, r slog.Record) error {
+	select {
+	case h.ch <- r.Clone():
+	default: // the test has what it needs
+	}
+	return nil
+}
+
+// TestRedisLogsThroughSlog: go-redis's own log lines (here: the pub/sub
+// connection Redis closed) reach the slog logger at warn level with
+// component=redis, instead of raw lines on stderr.
+func TestRedisLogsThroughSlog(t *testing.T) {
+	recs := make(chan slog.Record, 100)
+	config.RouteRedisLogs(slog.New(recordHandler{ch: recs}))
+	t.Cleanup(func() { config.RouteRedisLogs(slog.New(slog.DiscardHandler)) })
+
+	srv := redistest.MustStart(t, redistest.Options{})
+	ctx := ctxTimeout(t, 20*time.Second)
+	c, err := config.NewRedisClient(srv.URL(0), 2*time.Second)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	ps := c.Subscribe(ctx, "news")
+	t.Cleanup(func() { _ = ps.Close() })
+	_, err = ps.Receive(ctx) // the subscription's confirmation
+	require.NoError(t, err)
+
+	admin := srv.Client(t, 0)
+	require.NoError(t, admin.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err())
+	_, err = ps.Receive(ctx)
+	require.Error(t, err, "the connection was closed under the subscriber")
+
+	for {
+		select {
+		case r := <-recs:
+			if !strings.Contains(r.Message, "discarding bad PubSub connection") {
+				continue
+			}
+			require.Equal(t, slog.LevelWarn, r.Level)
+			require.False(t, strings.HasPrefix(r.Message, "redis: "), "the redundant prefix is dropped: %q", r.Message)
+			var component string
+			r.Attrs(func(a slog.Attr) bool {
+				if a.Key == "component" {
+					component = a.Value.String()
+				}
+				return true
+			})
+			require.Equal(t, "redis", component)
+			return
+		case <-ctx.Done():
+			t.Fatal("go-redis's line never reached the slog logger")
+		}
+	}
+}
+
+func ctxTimeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
 }

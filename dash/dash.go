@@ -16,6 +16,12 @@
 //
 // Pages are server-rendered HTML and SVG with one small script, all embedded:
 // nothing is fetched from the internet.
+//
+// Every request that changes something (any method but GET, HEAD and
+// OPTIONS, on every route, asynqmon's API included) must come from the
+// dashboard's own origin: a cross-site request, or one with "Origin: null",
+// is refused with 403 before it reaches a handler. Clients that are not
+// browsers (curl, scripts) send no Origin and are not affected.
 package dash
 
 import (
@@ -145,7 +151,27 @@ func New(rdb redis.UniversalClient, client *baton.Client, opts Options) http.Han
 	if opts.BasicAuthUser != "" || opts.BasicAuthPass != "" {
 		h = basicAuth(h, opts.BasicAuthUser, opts.BasicAuthPass)
 	}
-	return h
+	return s.crossOriginProtection(h)
+}
+
+// crossOriginProtection refuses every non-safe request (anything but GET,
+// HEAD and OPTIONS) that a browser sends on behalf of another site, on
+// every route: asynqmon's API under /monitoring as well as baton's Cancel.
+// Without it a page elsewhere could make a visitor's browser, which
+// replays cached basic-auth credentials, pause queues or delete tasks.
+// net/http.CrossOriginProtection decides: Sec-Fetch-Site must be
+// same-origin or none when sent; otherwise the Origin, when sent, must name
+// this host ("null", from sandboxed frames and data: URLs, never does). A
+// request with neither header is not from a browser (curl, scripts) and
+// passes: it carries no credentials it did not mean to send.
+func (s *server) crossOriginProtection(h http.Handler) http.Handler {
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.log.Warn("cross-origin request refused", "method", r.Method, "path", r.URL.Path,
+			"origin", r.Header.Get("Origin"), "sec_fetch_site", r.Header.Get("Sec-Fetch-Site"), "remote", r.RemoteAddr)
+		http.Error(w, "cross-origin request refused: the dashboard accepts changes only from its own pages", http.StatusForbidden)
+	}))
+	return cop.Handler(h)
 }
 
 // sharedConn hands asynqmon the caller's Redis client (any topology)
@@ -254,29 +280,12 @@ func (s *server) cancel(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the dashboard is read-only: cancelling is disabled (started with --read-only)", http.StatusForbidden)
 		return
 	}
-	if !sameOrigin(r) {
-		http.Error(w, "cross-site request refused", http.StatusForbidden)
-		return
-	}
 	if err := s.client.Cancel(r.Context(), id); err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	s.log.Info("workflow cancelled from the dashboard", "workflow", id, "remote", r.RemoteAddr)
 	http.Redirect(w, r, "/workflows/"+url.PathEscape(id)+"?notice=cancelled", http.StatusSeeOther)
-}
-
-// sameOrigin refuses cross-site form posts (the browser would send basic
-// auth credentials along): the Origin, when sent, must be this host.
-func sameOrigin(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
-		return false
-	}
-	if o := r.Header.Get("Origin"); o != "" && o != "null" {
-		u, err := url.Parse(o)
-		return err == nil && u.Host == r.Host
-	}
-	return true
 }
 
 func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {

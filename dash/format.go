@@ -119,8 +119,8 @@ func (f *formatter) plan(wfID string) *chain.Plan {
 		return nil
 	}
 	p = new(chain.Plan)
-	if json.Unmarshal(raw, p) != nil {
-		return nil
+	if json.Unmarshal(raw, p) != nil || p.Verify() != nil {
+		return nil // not a plan to walk: the node number is shown instead
 	}
 	f.mu.Lock()
 	if len(f.plans) >= planCacheSize {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -151,7 +152,13 @@ func get(t *testing.T, url string) (*http.Response, string) {
 
 func do(t *testing.T, method, url string, hdr map[string]string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
+	return doBody(t, method, url, "", hdr)
+}
+
+// doBody is do with a request body.
+func doBody(t *testing.T, method, url, body string, hdr map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	require.NoError(t, err)
 	for k, v := range hdr {
 		req.Header.Set(k, v)

@@ -4,8 +4,8 @@
 //   - fetch: an HTTP GET with a timeout and a body cap that returns the JSON or
 //     text it found, retries what may succeed later (network errors, 5xx, 429
 //     with Retry-After), fails at once on what never will (other 4xx), and
-//     refuses link-local and cloud metadata addresses (private ones too, when
-//     configured).
+//     refuses link-local and cloud metadata addresses always, and private and
+//     loopback ones unless FetchConfig.AllowPrivate is set.
 //   - analyze: sends the collected data to a chat-completion model and returns
 //     its text and token usage.
 //

@@ -67,12 +67,14 @@ type FetchConfig struct {
 	// MaxBody is the largest body accepted, in bytes; a larger one fails the
 	// task permanently. Defaults to FetchMaxBodyDefault (10 MiB).
 	MaxBody int64
-	// DenyPrivate also refuses private, loopback and shared (CGNAT) addresses:
-	// 10/8, 172.16/12, 192.168/16, 127/8, 100.64/10, ::1 and fc00::/7.
-	// Link-local and cloud metadata addresses are refused whatever its value.
-	// Leave it false to fetch from services on the local network (and from
-	// httptest servers on 127.0.0.1).
-	DenyPrivate bool
+	// AllowPrivate lets fetches reach private, loopback and shared (CGNAT)
+	// addresses: 10/8, 172.16/12, 192.168/16, 127/8, 100.64/10, ::1 and
+	// fc00::/7. They are refused by default, because whoever can enqueue a
+	// fetch could otherwise reach Redis and internal services. Link-local
+	// and cloud metadata addresses are refused whatever its value. Set it to
+	// fetch from services on the local network (the demo and tests do, for
+	// their servers on 127.0.0.1). Defaults to false.
+	AllowPrivate bool
 	// UserAgent is sent with every request. Defaults to FetchUserAgentDefault.
 	UserAgent string
 	// RetryAfterCap bounds the delay taken from a Retry-After header on a 429
@@ -432,7 +434,7 @@ func (f *Fetcher) control(_, address string, _ syscall.RawConn) error {
 	if err != nil {
 		return fmt.Errorf("address %q is not an IP address and port: refused", address)
 	}
-	if reason, always := deniedReason(ap.Addr()); reason != "" && (always || f.cfg.DenyPrivate) {
+	if reason, always := deniedReason(ap.Addr()); reason != "" && (always || !f.cfg.AllowPrivate) {
 		return &refusedError{addr: ap.Addr(), reason: reason, byConfig: !always}
 	}
 	return nil
@@ -442,12 +444,13 @@ func (f *Fetcher) control(_, address string, _ syscall.RawConn) error {
 type refusedError struct {
 	addr     netip.Addr
 	reason   string
-	byConfig bool // refused because DenyPrivate is set
+	byConfig bool // refused because AllowPrivate is not set
 }
 
 func (e *refusedError) Error() string {
 	if e.byConfig {
-		return fmt.Sprintf("address %s is %s: refused (DenyPrivate)", e.addr, e.reason)
+		return fmt.Sprintf("address %s is %s: refused; private and loopback addresses are refused unless allowed "+
+			"(FetchConfig.AllowPrivate; baton: BATON_FETCH_ALLOW_PRIVATE=true or --fetch-allow-private)", e.addr, e.reason)
 	}
 	return fmt.Sprintf("address %s is %s: refused", e.addr, e.reason)
 }
@@ -463,7 +466,7 @@ var (
 // deniedReason says why addr should not be fetched from: always is true for
 // addresses refused whatever the configuration (link-local, metadata,
 // unspecified, multicast, broadcast) and false for private ones (refused only
-// with DenyPrivate). It returns "" for a public address.
+// unless AllowPrivate). It returns "" for a public address.
 func deniedReason(addr netip.Addr) (reason string, always bool) {
 	a := addr.WithZone("").Unmap()
 	if nat64.Contains(a) { // 64:ff9b::a9fe:a9fe reaches 169.254.169.254 through a NAT64 gateway

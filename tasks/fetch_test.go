@@ -20,11 +20,13 @@ import (
 )
 
 // fetchSetup returns a Fetcher with cfg and a test server running h, both
-// closed at the end of the test.
+// closed at the end of the test. The server listens on 127.0.0.1, so the
+// Fetcher is allowed private and loopback addresses.
 func fetchSetup(t *testing.T, cfg FetchConfig, h http.HandlerFunc) (*Fetcher, *httptest.Server) {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
+	cfg.AllowPrivate = true
 	f := NewFetcher(cfg)
 	t.Cleanup(f.CloseIdleConnections)
 	return f, srv
@@ -270,7 +272,7 @@ func TestFetch(t *testing.T) {
 		srv := httptest.NewServer(http.NotFoundHandler())
 		url := srv.URL
 		srv.Close()
-		_, err := NewFetcher(FetchConfig{}).Fetch(ctx, FetchArgs{URL: url})
+		_, err := NewFetcher(FetchConfig{AllowPrivate: true}).Fetch(ctx, FetchArgs{URL: url})
 		requireRetryable(t, err)
 		require.ErrorContains(t, err, "connection refused")
 	})
@@ -366,15 +368,17 @@ func TestFetch(t *testing.T) {
 		require.Equal(t, "api.example.test:"+port, res.Text)
 	})
 
-	t.Run("DenyPrivate", func(t *testing.T) {
+	t.Run("PrivateRefusedByDefault", func(t *testing.T) {
 		t.Parallel()
 		var hits atomic.Int32
-		f, srv := fetchSetup(t, FetchConfig{DenyPrivate: true}, func(w http.ResponseWriter, r *http.Request) {
-			hits.Add(1)
-		})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+		t.Cleanup(srv.Close)
+		f := NewFetcher(FetchConfig{})
+		t.Cleanup(f.CloseIdleConnections)
 		_, err := f.Fetch(ctx, FetchArgs{URL: srv.URL})
 		require.True(t, baton.IsPermanent(err), "got %v", err)
-		require.EqualError(t, err, "fetch "+srv.URL+": address 127.0.0.1 is loopback: refused (DenyPrivate)")
+		require.EqualError(t, err, "fetch "+srv.URL+": address 127.0.0.1 is loopback: refused; "+
+			"private and loopback addresses are refused unless allowed (FetchConfig.AllowPrivate; baton: BATON_FETCH_ALLOW_PRIVATE=true or --fetch-allow-private)")
 
 		// Through the system resolver too: localhost is loopback whichever
 		// family it resolves to.
@@ -382,8 +386,27 @@ func TestFetch(t *testing.T) {
 		require.NoError(t, err)
 		_, err = f.Fetch(ctx, FetchArgs{URL: "http://localhost:" + port})
 		require.True(t, baton.IsPermanent(err), "got %v", err)
-		require.ErrorContains(t, err, "is loopback: refused (DenyPrivate)")
+		require.ErrorContains(t, err, "is loopback: refused")
+		require.ErrorContains(t, err, "BATON_FETCH_ALLOW_PRIVATE=true")
+		for _, private := range []string{"10.0.0.1", "192.168.1.1", "172.16.0.1", "100.64.0.1"} {
+			f.lookup = func(context.Context, string) ([]net.IPAddr, error) {
+				return []net.IPAddr{{IP: net.ParseIP(private)}}, nil
+			}
+			_, err = f.Fetch(ctx, FetchArgs{URL: "http://internal.example.test:" + port})
+			require.ErrorContains(t, err, "address "+private+" is ")
+			require.ErrorContains(t, err, "FetchConfig.AllowPrivate")
+		}
 		require.Zero(t, hits.Load())
+	})
+
+	t.Run("AllowPrivateKeepsMetadataRefused", func(t *testing.T) {
+		t.Parallel()
+		f := NewFetcher(FetchConfig{AllowPrivate: true})
+		f.lookup = func(context.Context, string) ([]net.IPAddr, error) {
+			return []net.IPAddr{{IP: net.ParseIP("169.254.169.254")}}, nil
+		}
+		_, err := f.Fetch(ctx, FetchArgs{URL: "http://metadata.example.test/latest/"})
+		require.EqualError(t, err, "fetch http://metadata.example.test/latest/: address 169.254.169.254 is link-local/metadata: refused")
 	})
 
 	t.Run("InvalidURLs", func(t *testing.T) {

@@ -37,7 +37,7 @@ func startResearch(t *testing.T) *researchEnv {
 	}))
 	t.Cleanup(llm.Close)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	f := tasks.NewFetcher(tasks.FetchConfig{Timeout: 2 * time.Second})
+	f := tasks.NewFetcher(tasks.FetchConfig{Timeout: 2 * time.Second, AllowPrivate: true}) // the sources listen on 127.0.0.1
 	a := tasks.NewAnalyzer(tasks.LLMConfig{BaseURL: llm.URL + "/v1", APIKey: "sk-test", Logger: log}, rdb)
 	w, err := baton.NewWorker(rdb, &baton.WorkerOptions{Concurrency: 8, Logger: log, PollInterval: 20 * time.Millisecond,
 		Queues: map[string]int{tasks.FetchQueue: 2, tasks.AnalyzeQueue: 1}})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -22,6 +23,7 @@ type composeFile struct {
 		Command     []string          `yaml:"command"`
 		Environment map[string]string `yaml:"environment"`
 		Volumes     []string          `yaml:"volumes"`
+		Ports       []string          `yaml:"ports"`
 	} `yaml:"services"`
 }
 
@@ -88,6 +90,28 @@ func TestDockerCompose(t *testing.T) {
 	require.True(t, slices.Contains(cf.Services["redis"].Command, "--appendonly"), "redis runs with AOF")
 	require.Equal(t, "redis://redis:6379/0", cf.Services["worker"].Environment["REDIS_URL"], "shared environment merged in")
 	require.Equal(t, ":9090", cf.Services["worker"].Environment["BATON_METRICS_ADDR"])
+
+	// The dashboard starts: on a non-loopback address baton dash needs basic
+	// auth or --insecure-no-auth; without auth it is published on the
+	// host's loopback only.
+	dashSvc := cf.Services["dashboard"]
+	addr := dashAddrDefault
+	if i := slices.Index(dashSvc.Command, "--addr"); i >= 0 && i+1 < len(dashSvc.Command) {
+		addr = dashSvc.Command[i+1]
+	}
+	host, _, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	ip := net.ParseIP(host)
+	auth := dashSvc.Environment[envDashUser] != "" && dashSvc.Environment[envDashPassword] != ""
+	insecure := slices.Contains(dashSvc.Command, "--insecure-no-auth")
+	if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		require.True(t, auth || insecure, "baton dash --addr %s refuses to start without basic auth or --insecure-no-auth", addr)
+	}
+	if !auth {
+		for _, p := range dashSvc.Ports {
+			require.True(t, strings.HasPrefix(p, "127.0.0.1:"), "the dashboard runs without auth: publish it on 127.0.0.1 only, not %q", p)
+		}
+	}
 
 	// The schedule beat mounts is valid.
 	_, err = beat.Load("../../deploy/schedule.yaml")

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,16 +21,23 @@ import (
 const (
 	envDashUser     = "BATON_DASH_USER"
 	envDashPassword = "BATON_DASH_PASSWORD"
+	// envDashInsecureNoAuth=true is --insecure-no-auth.
+	envDashInsecureNoAuth = "BATON_DASH_INSECURE_NO_AUTH"
 )
 
 // Registered here so this file wires itself; drop the init and list newDashCmd
 // in root.go's commands instead if preferred (not both).
 func init() { commands = append(commands, newDashCmd) }
 
+// dashAddrDefault keeps the dashboard on this machine unless --addr says
+// otherwise.
+const dashAddrDefault = "127.0.0.1:8080"
+
 func newDashCmd(a *app) *cobra.Command {
 	var (
-		addr     string
-		readOnly bool
+		addr       string
+		readOnly   bool
+		insecureNA bool
 	)
 	cmd := &cobra.Command{
 		Use:   "dash",
@@ -45,21 +53,36 @@ func newDashCmd(a *app) *cobra.Command {
 
 Set BATON_DASH_USER and BATON_DASH_PASSWORD to require HTTP basic auth on
 every page but /healthz. --read-only hides cancel buttons and puts asynqmon
-in its read-only mode.`,
+in its read-only mode.
+
+The dashboard listens on 127.0.0.1:8080 by default. It refuses to listen on
+any other than a loopback address without basic auth, unless told so with
+--insecure-no-auth (or BATON_DASH_INSECURE_NO_AUTH=true). Cross-site writes
+are refused on every route whatever the settings.`,
 		Example: `  baton dash
-  baton dash --addr 127.0.0.1:8080 --read-only
-  BATON_DASH_USER=ops BATON_DASH_PASSWORD=... baton dash`,
+  baton dash --addr 127.0.0.1:9000 --read-only
+  BATON_DASH_USER=ops BATON_DASH_PASSWORD=... baton dash --addr :8080`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDash(cmd.Context(), a, addr, readOnly)
+			if !cmd.Flags().Changed("insecure-no-auth") {
+				if v := os.Getenv(envDashInsecureNoAuth); v != "" {
+					b, err := strconv.ParseBool(v)
+					if err != nil {
+						return usageErrorf("%s=%q: not a boolean; use true or false", envDashInsecureNoAuth, v)
+					}
+					insecureNA = b
+				}
+			}
+			return runDash(cmd.Context(), a, addr, readOnly, insecureNA)
 		},
 	}
-	cmd.Flags().StringVar(&addr, "addr", ":8080", "Listen address of the dashboard")
+	cmd.Flags().StringVar(&addr, "addr", dashAddrDefault, "Listen address of the dashboard; a non-loopback address needs basic auth or --insecure-no-auth")
 	cmd.Flags().BoolVar(&readOnly, "read-only", false, "View only: no cancel buttons, asynqmon read-only")
+	cmd.Flags().BoolVar(&insecureNA, "insecure-no-auth", false, "Serve a non-loopback address without basic auth (env "+envDashInsecureNoAuth+")")
 	return cmd
 }
 
-func runDash(ctx context.Context, a *app, addr string, readOnly bool) error {
+func runDash(ctx context.Context, a *app, addr string, readOnly, insecureNoAuth bool) error {
 	user, pass := os.Getenv(envDashUser), os.Getenv(envDashPassword)
 	if (user == "") != (pass == "") {
 		return usageErrorf("basic auth needs both %s and %s set (or neither)", envDashUser, envDashPassword)
@@ -69,6 +92,21 @@ func runDash(ctx context.Context, a *app, addr string, readOnly bool) error {
 		return usageErrorf("--addr %s: %w", addr, err)
 	}
 	defer ln.Close()
+	// Judged on the address actually bound, so a host name counts as what it
+	// resolved to.
+	loopback := false
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok {
+		loopback = tcp.IP.IsLoopback()
+	}
+	if !loopback && user == "" {
+		if !insecureNoAuth {
+			return usageErrorf("refusing to serve the dashboard on %s, which is not a loopback address, without authentication: "+
+				"set %s and %s, or pass --insecure-no-auth (%s=true) to serve it without a password, or listen on 127.0.0.1",
+				ln.Addr(), envDashUser, envDashPassword, envDashInsecureNoAuth)
+		}
+		a.Logger().Warn("serving the dashboard without authentication on a non-loopback address (--insecure-no-auth): anyone who reaches it can cancel workflows and delete tasks",
+			"addr", ln.Addr().String())
+	}
 	rdb, err := a.Redis(ctx)
 	if err != nil {
 		return err

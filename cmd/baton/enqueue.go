@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/batonhq/baton"
+	"github.com/batonhq/baton/backend"
 )
 
 // enqueueFlags are the flags of `baton enqueue`.
@@ -58,7 +59,7 @@ Options left unset keep the task's registered defaults.`,
 	f.DurationVar(&fl.expiresIn, "expires-in", 0, "Revoke the task if it has not started within this long")
 	f.StringVar(&fl.queue, "queue", "", "Queue to run on (default: the task's)")
 	f.DurationVar(&fl.timeout, "timeout", 0, "Bound on one attempt (default: the task's)")
-	f.StringVar(&fl.id, "id", "", "Task id (default: a new random id); enqueuing an existing id does not run it again")
+	f.StringVar(&fl.id, "id", "", "Task id, "+backend.IDRule+" (default: a new random id); enqueuing an existing id does not run it again")
 	f.BoolVar(&fl.wait, "wait", false, "Wait for the task to finish and print its record")
 	f.DurationVar(&fl.waitTimeout, "wait-timeout", 0, "With --wait, give up waiting after this long (exit 5); 0 waits until interrupted")
 	f.BoolVar(&fl.asJSON, "json", false, "Print JSON")

@@ -86,6 +86,12 @@ func TestEnqueue(t *testing.T) {
 		{"no kind", []string{"enqueue"}, "needs a task KIND"},
 		{"payload too large", []string{"enqueue", "echo", "--args", `"` + strings.Repeat("x", 2<<20) + `"`}, "payload too large"},
 		{"unknown flag", []string{"enqueue", "echo", "--nope"}, "unknown flag: --nope"},
+		{"--id with a '.'", []string{"enqueue", "echo", "--id", "a.b"}, `task id "a.b" has '.': use 1 to 200 ASCII letters, digits, '-', '_' and ':'`},
+		{"--id of another kind", []string{"enqueue", "sleep", "--id", "my-task-1"}, `task id "my-task-1" is taken by a task of kind "echo"`},
+		{"--timeout under 1ms", []string{"enqueue", "echo", "--timeout", "1ns"}, "Timeout 1ns is under 1ms"},
+		{"--countdown under 1ms", []string{"enqueue", "echo", "--countdown", "10us"}, "Countdown 10µs is under 1ms"},
+		{"--retry-delay under 1ms", []string{"enqueue", "echo", "--retry-delay", "1ns"}, "RetryPolicy.Delay 1ns is under 1ms"},
+		{"--expires-in under 1ms", []string{"enqueue", "echo", "--expires-in", "1ns"}, "ExpiresIn 1ns is under 1ms"},
 	}
 	for _, tt := range usage {
 		t.Run(tt.name+" is a usage error", func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 
 	"github.com/batonhq/baton"
@@ -45,6 +46,34 @@ func (e *redisError) Error() string {
 }
 func (e *redisError) Unwrap() error { return e.err }
 
+// resumeError is a submission cut short after its workflow id was chosen
+// (some of it may be in Redis): its one line names the id and the command
+// that resumes it. redis: the cause was Redis failing (exit 3), not an
+// interrupt.
+type resumeError struct {
+	id, cmd string
+	err     error
+	redis   bool
+}
+
+func (e *resumeError) Error() string {
+	return fmt.Sprintf("%s; %s", firstLine(strings.TrimPrefix(e.err.Error(), "baton: ")), e.hint())
+}
+
+func (e *resumeError) hint() string {
+	return fmt.Sprintf("workflow %s may be partly submitted: resume it with: %s", e.id, e.cmd)
+}
+
+func (e *resumeError) Unwrap() error { return e.err }
+
+// interruptedError is any error of a command whose context ended (SIGINT,
+// SIGTERM): exit 130, whatever the error says (libraries word a cancelled
+// call in many ways, some without wrapping context.Canceled).
+type interruptedError struct{ err error }
+
+func (e *interruptedError) Error() string { return e.err.Error() }
+func (e *interruptedError) Unwrap() error { return e.err }
+
 // exitError carries an exit code for an outcome already reported on stdout
 // (a FAILURE record, a task not finished): nothing more is printed.
 type exitError struct{ code int }
@@ -65,20 +94,30 @@ func stateExit(s baton.State) error {
 // exitCode maps an error to the process exit code.
 func exitCode(err error) int {
 	var (
-		ee *exitError
-		ue *usageError
-		re *redisError
-		ne *net.OpError
-		te *baton.TaskError
+		ee  *exitError
+		ue  *usageError
+		re  *redisError
+		ne  *net.OpError
+		te  *baton.TaskError
+		ie  *interruptedError
+		rse *resumeError
 	)
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &ie):
+		return exitInterrupted
 	case errors.As(err, &ee):
 		return ee.code
 	case errors.As(err, &ue):
 		return exitUsage
-	case errors.As(err, &re), errors.As(err, &ne):
+	case errors.As(err, &rse) && rse.redis:
+		// Submit and its wait only talk to Redis: a failure that is not
+		// about the input is Redis failing, however asynq words it.
+		return exitRedis
+	case errors.As(err, &re), errors.As(err, &ne), errors.Is(err, os.ErrDeadlineExceeded):
+		// os.ErrDeadlineExceeded: Redis gave no reply within
+		// BATON_REDIS_TIMEOUT (config.NewRedisClient's budget).
 		return exitRedis
 	case errors.Is(err, baton.ErrNotFound):
 		return exitNotFound
@@ -101,6 +140,10 @@ func report(w io.Writer, err error, cmdPath string) int {
 	msg := strings.TrimPrefix(err.Error(), "baton: ")
 	if code == exitInterrupted {
 		msg = "interrupted"
+		var rse *resumeError
+		if errors.As(err, &rse) {
+			msg += "; " + rse.hint()
+		}
 	}
 	fmt.Fprintf(w, "baton: %s\n", msg)
 	if code == exitUsage && cmdPath != "" {

@@ -72,6 +72,7 @@ func TestResearchFetchPerHost(t *testing.T) {
 		t.Setenv(v, "")
 	}
 	t.Setenv("BATON_FETCH_PER_HOST", "2/s")
+	t.Setenv("BATON_FETCH_ALLOW_PRIVATE", "true") // the sources listen on 127.0.0.1
 	src := &hostLog{times: map[string][]time.Time{}, paths: map[string]int{}}
 	srv := httptest.NewServer(src)
 	t.Cleanup(srv.Close)

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/batonhq/baton"
+	"github.com/batonhq/baton/backend"
 	"github.com/batonhq/baton/config"
 	"github.com/batonhq/baton/internal/research"
 	"github.com/batonhq/baton/tasks"
@@ -33,7 +34,7 @@ func fetchConfig(cfg config.Config) tasks.FetchConfig {
 	return tasks.FetchConfig{
 		Timeout:       cfg.FetchTimeout,
 		MaxBody:       cfg.FetchMaxBody,
-		DenyPrivate:   cfg.FetchDenyPrivate,
+		AllowPrivate:  cfg.FetchAllowPrivate,
 		UserAgent:     cfg.FetchUserAgent,
 		RetryAfterCap: cfg.FetchRetryAfterCap,
 		PerHost:       rateLimit(cfg.FetchPerHost),
@@ -117,7 +118,7 @@ ones listed. Workers must serve the default and llm queues.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "with --wait, print the workflow's final record as JSON")
 	cmd.Flags().StringVar(&prompt, "prompt", "", "system prompt for the analysis (default BATON_SYSTEM_PROMPT)")
 	cmd.Flags().BoolVar(&allowPartial, "allow-partial", false, "analyze the sources that were fetched; list the failed ones")
-	cmd.Flags().StringVar(&id, "id", "", "workflow id (default: a new random id)")
+	cmd.Flags().StringVar(&id, "id", "", "Workflow id, "+backend.IDRule+" (default: a new random id)")
 	return cmd
 }
 

@@ -51,6 +51,7 @@ func TestResearchCommand(t *testing.T) {
 	}))
 	t.Cleanup(src.Close)
 	cfg := config.Default()
+	cfg.FetchAllowPrivate = true // the sources listen on 127.0.0.1
 	w, err := baton.NewWorker(b.rdb, &baton.WorkerOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Queues: map[string]int{"default": 1, "llm": 1}})
 	require.NoError(t, err)

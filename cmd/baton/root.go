@@ -41,6 +41,7 @@ var extraDefinitions func(cfg config.Config, rdb redis.UniversalClient) []baton.
 // other config flags are worker settings, added by addWorkerFlags.
 var rootFlags = map[string]bool{
 	"redis-url": true, "redis-timeout": true, "result-ttl": true, "log-level": true, "log-format": true,
+	"max-canvas-tasks": true, "max-canvas-bytes": true,
 }
 
 // app is what commands share: the configuration (environment, then flags)
@@ -174,7 +175,8 @@ func (a *app) Client(ctx context.Context) (*baton.Client, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.cl == nil {
-		cl, err := baton.NewClient(a.rdb, &baton.ClientOptions{ResultTTL: a.cfg.ResultTTL})
+		cl, err := baton.NewClient(a.rdb, &baton.ClientOptions{ResultTTL: a.cfg.ResultTTL,
+			MaxCanvasTasks: a.cfg.MaxCanvasTasks, MaxCanvasBytes: int(a.cfg.MaxCanvasBytes)})
 		if err != nil {
 			return nil, err
 		}
@@ -231,6 +233,9 @@ Settings come from the environment (REDIS_URL, BATON_*), overridden by flags.`,
 			if err := a.cfg.Validate(); err != nil {
 				return &usageError{err}
 			}
+			// go-redis's own lines (a pub/sub connection lost, ...) go
+			// through the same logger as everything else.
+			config.RouteRedisLogs(a.Logger())
 			return nil
 		},
 	}
@@ -258,6 +263,10 @@ func runWithInput(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	cmd, err := root.ExecuteContextC(ctx)
+	var ee *exitError
+	if err != nil && ctx.Err() != nil && !errors.As(err, &ee) {
+		err = &interruptedError{err} // exit 130, one line
+	}
 	if err != nil && !a.started {
 		// cobra rejected the command line before a command ran: unknown
 		// command, bad flag or wrong number of arguments.

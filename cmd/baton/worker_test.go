@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"regexp"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/batonhq/baton"
 	"github.com/batonhq/baton/config"
+	"github.com/batonhq/baton/internal/redistest"
 )
 
 // startWorkerCmd runs `baton worker` in a goroutine until the returned stop
@@ -130,4 +132,38 @@ func TestExtraDefinitions(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	require.Equal(t, []string{b.url, b.url}, urls)
+}
+
+// TestWorkerRedisLogs: go-redis's own log lines reach the worker's log
+// (level=WARN, component=redis), not raw "redis: ..." lines on stderr.
+func TestWorkerRedisLogs(t *testing.T) {
+	b := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"worker", "--redis-url", b.url, "--log-format", "json"}, &bytes.Buffer{}, &stderr)
+	}()
+	redistest.WaitFor(t, 15*time.Second, "the worker's pub/sub connection is up", func() bool {
+		list, err := b.rdb.ClientList(context.Background()).Result()
+		return err == nil && strings.Contains(list, "sub=1")
+	})
+	require.NoError(t, b.rdb.Do(context.Background(), "CLIENT", "KILL", "TYPE", "pubsub").Err())
+	redistest.WaitFor(t, 15*time.Second, "go-redis's line in the worker's log", func() bool {
+		return strings.Contains(stderr.String(), "discarding bad PubSub connection")
+	})
+	cancel()
+	require.Equal(t, 0, <-done, stderr.String())
+	var found bool
+	for _, l := range strings.Split(stderr.String(), "\n") {
+		if strings.Contains(l, "discarding bad PubSub connection") {
+			var rec map[string]any
+			require.NoError(t, json.Unmarshal([]byte(l), &rec), l)
+			require.Equal(t, "WARN", rec["level"])
+			require.Equal(t, "redis", rec["component"])
+			found = true
+		}
+	}
+	require.True(t, found)
 }

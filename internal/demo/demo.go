@@ -83,7 +83,8 @@ func Run(ctx context.Context, o Options) error {
 	defer srv.Close()
 	fmt.Fprintf(out, "Serving %d sample sources at http://%s/ (%s fails its first request with 503).\n", len(urls), srv.Addr, FlakySource)
 
-	fetcher := tasks.NewFetcher(tasks.FetchConfig{Timeout: 5 * time.Second})
+	// The sample sources listen on 127.0.0.1: the demo opts in to private addresses.
+	fetcher := tasks.NewFetcher(tasks.FetchConfig{Timeout: 5 * time.Second, AllowPrivate: true})
 	analyzer := tasks.NewAnalyzer(o.LLM, rdb)
 	w, err := baton.NewWorker(rdb, &baton.WorkerOptions{
 		Concurrency:  8,

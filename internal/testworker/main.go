@@ -79,7 +79,7 @@ func run(rdb redis.UniversalClient, queue, logKey string, concurrency int, rates
 	if err != nil {
 		return err
 	}
-	f := tasks.NewFetcher(tasks.FetchConfig{Timeout: 10 * time.Second, UserAgent: fmt.Sprintf("testworker/%d", os.Getpid()),
+	f := tasks.NewFetcher(tasks.FetchConfig{Timeout: 10 * time.Second, AllowPrivate: true, UserAgent: fmt.Sprintf("testworker/%d", os.Getpid()),
 		PerHost: baton.RateLimit{Rate: perHost.N, Per: perHost.Per, Burst: perHost.Burst}})
 	defs := []baton.Definition{Block(rdb, logKey), tasks.FetchTask(f, 100*time.Millisecond)}
 	for i, d := range defs {
