@@ -424,7 +424,7 @@ func TestWorkerPayloadLimit(t *testing.T) {
 	steps, err := wf.Steps(ctx)
 	require.NoError(t, err)
 	require.Equal(t, baton.Success, steps[0].Record.State, "the step itself succeeded")
-	require.Equal(t, baton.Revoked, steps[1].Record.State)
+	require.Equal(t, baton.Failure, steps[1].Record.State, "the step it could not be handed to fails naming it")
 	require.Contains(t, steps[1].Record.Error, "payload too large")
 
 	_, err = baton.NewWorker(b.rdb, &baton.WorkerOptions{MaxPayloadBytes: -1})

@@ -100,8 +100,9 @@ func TestCancelledErrorTextIsAFailure(t *testing.T) {
 	require.Empty(t, steps[1].Record.Reason)
 	_, err = b.client.HandleFor(steps[1].Record.ID).Wait(ctx)
 	require.NotErrorIs(t, err, baton.ErrCancelled)
-	require.Equal(t, baton.Revoked, steps[2].Record.State, "the step after a failure is revoked")
-	require.Empty(t, steps[2].Record.Reason, "revoked because its parent failed, not cancelled")
+	require.Equal(t, baton.Failure, steps[2].Record.State, "the step after a failure fails naming its parent, as in Celery")
+	require.Contains(t, steps[2].Record.Error, "parent "+steps[1].Record.ID+" failed")
+	require.Empty(t, steps[2].Record.Reason, "skipped because its parent failed, not cancelled")
 
 	errback, err := b.client.HandleFor(steps[1].Record.ID + ".err").Wait(ctx)
 	require.NoError(t, err, "the step's OnError ran")
