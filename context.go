@@ -20,8 +20,15 @@ type TaskInfo struct {
 }
 
 func withTaskInfo(ctx context.Context, m *message, retries, maxRetries int) context.Context {
-	return context.WithValue(ctx, taskInfoKey{}, TaskInfo{ID: m.ID, Kind: m.Kind, Queue: m.Queue, WorkflowID: m.Workflow,
+	return WithInfo(ctx, TaskInfo{ID: m.ID, Kind: m.Kind, Queue: m.Queue, WorkflowID: m.Workflow,
 		ParentID: m.Parent, Retries: retries, MaxRetries: maxRetries})
+}
+
+// WithInfo returns a copy of ctx that carries info, as the context a worker
+// gives a handler does: InfoFrom returns it. It is for tests that call a
+// handler directly (batontest.Run does).
+func WithInfo(ctx context.Context, info TaskInfo) context.Context {
+	return context.WithValue(ctx, taskInfoKey{}, info)
 }
 
 // InfoFrom returns the running task's info inside a handler.

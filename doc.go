@@ -58,6 +58,18 @@
 // task's rate limits for everyone after an upstream 429; SetCost corrects
 // an estimated cost. See limit.go and the README's "Flow control".
 //
+// # Testing
+//
+// Package batontest runs a handler in process (batontest.Run) or tasks and
+// workflows against an embedded Redis with a worker that drains until idle,
+// with assertions on what was enqueued and recorded:
+//
+//	env := batontest.New(t, &batontest.Options{FastForward: true})
+//	env.Register(Add)
+//	h, _ := Add.Enqueue(ctx, env.Client(), AddArgs{A: 2, B: 3}, nil)
+//	env.DrainUntilIdle(t)
+//	batontest.RequireRecord(t, env, h.ID, baton.Success)
+//
 // # Guarantees
 //
 // Execution is at least once (asynq leases; baton re-enqueues a killed

@@ -46,6 +46,12 @@ func (t *Task[A, R]) Kind() string { return t.kind }
 // Options are the task's registered defaults.
 func (t *Task[A, R]) Options() TaskOptions { return t.opts }
 
+// Handler is the task's handler, nil for a definition without one. It is
+// for tests that call the handler directly (batontest.Run does): a worker
+// runs it through the steps around it (decoding the arguments, the
+// timeout, the record).
+func (t *Task[A, R]) Handler() TaskFunc[A, R] { return t.fn }
+
 // Enqueue submits one run of the task.
 func (t *Task[A, R]) Enqueue(ctx context.Context, c *Client, args A, opts *EnqueueOpts) (*TypedHandle[R], error) {
 	if err := checkEnqueueID(t.kind, opts); err != nil {
