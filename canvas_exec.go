@@ -62,6 +62,9 @@ func (w *Worker) plan(ctx context.Context, m *message) (*chain.Plan, []byte, err
 // afterSuccess hands a finished step's result on through its workflow.
 // redelivered is true when the success was recorded by an earlier delivery.
 func (w *Worker) afterSuccess(ctx context.Context, m *message, result json.RawMessage, redelivered bool) error {
+	if err := w.childEnded(ctx, m, Success, string(result)); err != nil {
+		return err
+	}
 	if m.Workflow == "" {
 		return nil
 	}
@@ -114,6 +117,9 @@ func (w *Worker) defaultsFor(kind string) TaskOptions {
 // callbacks of the step and of the canvases around it run, and
 // compensations of completed steps run in reverse.
 func (w *Worker) afterFailure(ctx context.Context, m *message, state State, errText string) error {
+	if err := w.childEnded(ctx, m, state, errText); err != nil {
+		return err
+	}
 	if m.Workflow == "" {
 		return nil
 	}

@@ -26,6 +26,10 @@ type message struct {
 	Parent   string `json:"p,omitempty"`
 	// Plan is the workflow's plan, carried inline when small.
 	Plan json.RawMessage `json:"pl,omitempty"`
+	// Durable runs (durable.go): RG is the generation a delivery resumes
+	// (0 for the first); W names the run operation awaiting this child.
+	RG int        `json:"rg,omitempty"`
+	W  *waiterRef `json:"w,omitempty"`
 
 	asynqMax int // asynq's retry budget, not sent
 }

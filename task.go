@@ -17,9 +17,10 @@ type TaskFunc[A, R any] func(ctx context.Context, args A) (R, error)
 // The kind is a fixed string, never derived from a Go type name, so renaming
 // a type never strands queued work.
 type Task[A, R any] struct {
-	kind string
-	fn   TaskFunc[A, R]
-	opts TaskOptions
+	kind    string
+	fn      TaskFunc[A, R]
+	opts    TaskOptions
+	durable bool // defined with NewDurable
 }
 
 // NewTask defines a task. It panics on an empty kind or invalid options:
@@ -66,9 +67,12 @@ type Definition interface {
 	invoke(ctx context.Context, raw json.RawMessage) (json.RawMessage, error)
 	hasHandler() bool
 	argsType() string
+	isDurable() bool
 }
 
 func (t *Task[A, R]) hasHandler() bool { return t.fn != nil }
+
+func (t *Task[A, R]) isDurable() bool { return t.durable }
 
 func (t *Task[A, R]) argsType() string {
 	var a A

@@ -187,6 +187,11 @@ type Status struct {
 	// Replaced is the id of the workflow that replaced the task (Start's
 	// answer Replaced only).
 	Replaced string
+	// Retries is the task's retry count for a start: the larger of the
+	// record's and the delivery's (Start and StartDurable only).
+	Retries int
+	// Run is a durable run's state (StartDurable only).
+	Run *RunState
 }
 
 // StartRequest asks to move a task to STARTED.
@@ -380,6 +385,9 @@ func statusOf(v any) (Status, error) {
 	}
 	if len(arr) > 5 {
 		s.Replaced = fmt.Sprint(arr[5])
+	}
+	if len(arr) > 6 {
+		s.Retries, _ = strconv.Atoi(fmt.Sprint(arr[6]))
 	}
 	if r := fmt.Sprint(arr[1]); r != "" {
 		s.Result = json.RawMessage(r)

@@ -70,13 +70,19 @@ var (
 		Name:      "llm_cache_requests_total",
 		Help:      "LLM response cache look-ups, by result (hit, miss).",
 	}, []string{"result"})
+
+	durableParks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace,
+		Name:      "durable_parks_total",
+		Help:      "Durable runs parked, by kind and what they wait for (children, sleep, event, retry).",
+	}, []string{"kind", "wait"})
 )
 
 func init() {
 	registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		taskDuration, taskRetries, workflowsFinished, llmTokens, llmCache,
+		taskDuration, taskRetries, workflowsFinished, llmTokens, llmCache, durableParks,
 	)
 }
 
@@ -105,6 +111,10 @@ func IncRetry(kind string) { taskRetries.WithLabelValues(kind).Inc() }
 func WorkflowFinished(kind, outcome string) {
 	workflowsFinished.WithLabelValues(kind, normOutcome(outcome)).Inc()
 }
+
+// DurableParked counts a durable run of kind parked waiting for wait
+// (children, sleep, event or retry).
+func DurableParked(kind, wait string) { durableParks.WithLabelValues(kind, wait).Inc() }
 
 // AddLLMTokens adds the token usage of one model call.
 func AddLLMTokens(model string, prompt, completion int) {
