@@ -199,7 +199,7 @@ func NewDurable[A, R any](kind string, fn DurableFunc[A, R], opts *TaskOptions) 
 		}
 	}
 	t := NewTask(kind, handler, opts)
-	t.durable = true
+	t.durable, t.opts.durable = true, true
 	return t
 }
 

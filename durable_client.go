@@ -85,6 +85,9 @@ func (c *Client) signalUnstarted(ctx context.Context, runID, name string, raw []
 	c.mu.RLock()
 	def, known := c.defs[r.Kind]
 	c.mu.RUnlock()
+	if known && !def.durable {
+		return backend.SignalReply{Code: backend.SignalNotDurable, State: r.State}, nil
+	}
 	if known && len(def.Events) == 0 {
 		return backend.SignalReply{Code: backend.SignalUnknown}, nil
 	}

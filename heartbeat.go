@@ -21,8 +21,9 @@ import (
 // at least once per timeout. Each attempt registers itself when it starts
 // (backend.HeartbeatBegin: a sorted set scored by when its next heartbeat is
 // due, and its asynq delivery in its record); Heartbeat pushes the due time
-// and stores the details, at most once per timeout/4 (a call inside that
-// window is written at its end). When heartbeats stop:
+// and stores the details: the first call at once, then at most once per
+// timeout/4 (a call inside that window is written at its end). When
+// heartbeats stop:
 //   - a killed worker: every heartbeatInterval one worker of the fleet (a
 //     Redis lock picks it) lists the overdue tasks and re-enqueues each one's
 //     delivery as a recovery copy, superseding the old one (recover.go's
@@ -154,7 +155,8 @@ func (w *Worker) beginHeartbeat(ctx context.Context, m *message, delivery string
 		return nil, nil, &errInfra{err}
 	}
 	hctx, cancel := context.WithCancelCause(ctx)
-	hb := &heartbeat{be: w.be, id: m.ID, timeout: timeout, every: timeout / 4, last: last, cancel: cancel, wrote: time.Now()}
+	// The first Heartbeat call is written at once (wrote is zero).
+	hb := &heartbeat{be: w.be, id: m.ID, timeout: timeout, every: timeout / 4, last: last, cancel: cancel}
 	hb.watchdog = time.AfterFunc(timeout, func() {
 		hb.overdue.Store(true)
 		cancel(errHeartbeatOverdue)

@@ -120,6 +120,8 @@ type TaskOptions struct {
 	// run records. Defaults to WorkerOptions.MaxRecordedBytes, then
 	// MaxRecordedBytesDefault (64 MiB).
 	MaxRecordedBytes int
+
+	durable bool // set by NewDurable, so a client that Declares it knows
 }
 
 func (o TaskOptions) withDefaults() TaskOptions {
