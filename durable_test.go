@@ -283,8 +283,29 @@ func TestDurableCancelParked(t *testing.T) {
 		}
 		require.ErrorIs(t, b.client.Signal(ctx, h.ID, "x", 1), baton.ErrRunFinished)
 	})
+	t.Run("a parked durable step of a cancelled workflow", func(t *testing.T) {
+		b := setup(t)
+		run := baton.NewDurable("cx.step", func(dc *baton.Durable, n int) (int, error) {
+			return baton.WaitEvent[int](dc, "go", time.Hour)
+		}, nil)
+		b.startWorker(t, nil, run, dDouble)
+		ctx := ctxTimeout(t, 20*time.Second)
+		wf, err := b.client.Submit(ctx, baton.Chain(run.S(1, nil), dDouble.Sig(nil)), nil)
+		require.NoError(t, err)
+		ids := durSteps(t, ctx, wf)
+		waitWaiting(t, b, ids[0], "event go")
+		require.NoError(t, b.client.Cancel(ctx, wf.ID))
+		_, err = wf.Wait(ctx)
+		require.ErrorIs(t, err, baton.ErrCancelled)
+		for _, id := range ids {
+			require.Equal(t, baton.Revoked, durRecord(t, ctx, b.client, id).State)
+		}
+		_, err = asynq.NewInspectorFromRedisClient(b.rdb).GetTaskInfo(baton.QueueDefault, ids[0]+"~1t")
+		require.ErrorIs(t, err, asynq.ErrTaskNotFound, "the step's timer is cancelled")
+		require.ErrorIs(t, b.client.Signal(ctx, ids[0], "go", 1), baton.ErrRunFinished)
+	})
 	for _, wait := range []string{"timer", "event"} {
-		t.Run("waiting for a "+wait, func(t *testing.T) {
+		t.Run("waiting on its "+wait, func(t *testing.T) {
 			b := setup(t)
 			var resumed atomic.Int32
 			run := baton.NewDurable("cx."+wait, func(dc *baton.Durable, _ int) (int, error) {
@@ -700,4 +721,84 @@ func TestHeartbeatHungHandler(t *testing.T) {
 	require.PanicsWithValue(t, `baton: task "hb.bad": HeartbeatTimeout 100ms is under 1s: the fleet checks heartbeats every 500ms; use 1s or more`, func() {
 		baton.NewTask("hb.bad", func(ctx context.Context, _ int) (int, error) { return 0, nil }, &baton.TaskOptions{HeartbeatTimeout: 100 * time.Millisecond})
 	})
+}
+
+// TestDurableKeysHaveTTL: after durable runs of every kind of operation
+// (steps with retries, calls, maps, canvases, sleeps, events buffered and
+// awaited, checkpoints, heartbeats, a cancel) every key baton wrote expires.
+func TestDurableKeysHaveTTL(t *testing.T) {
+	b := setup(t)
+	block := baton.NewTask("ttl.block", func(ctx context.Context, _ int) (int, error) {
+		<-ctx.Done()
+		return 0, ctx.Err()
+	}, nil)
+	var flaky atomic.Int32
+	run := baton.NewDurable("ttl.run", func(dc *baton.Durable, n int) (int, error) {
+		v, err := baton.RunStep(dc, "flaky", func(ctx context.Context) (int, error) {
+			if flaky.Add(1) == 1 {
+				return 0, errors.New("once")
+			}
+			if err := dc.Checkpoint(map[string]int{"at": 1}); err != nil {
+				return 0, err
+			}
+			return n, baton.Heartbeat(ctx, n)
+		}, &baton.StepOpts{RetryDelay: baton.FixedDelay(time.Millisecond)})
+		if err != nil {
+			return 0, err
+		}
+		if err := dc.Checkpoint("between"); err != nil {
+			return 0, err
+		}
+		if _, err := baton.Call(dc, dDouble, v, nil); err != nil {
+			return 0, err
+		}
+		if _, err := baton.Map(dc, dDouble, []int{1, 2}, nil); err != nil {
+			return 0, err
+		}
+		if err := baton.CallCanvas(dc, "cv", baton.Chain(dDouble.S(1, nil), dDouble.Sig(nil)), nil); err != nil {
+			return 0, err
+		}
+		if err := baton.Sleep(dc, time.Millisecond); err != nil {
+			return 0, err
+		}
+		return baton.WaitEvent[int](dc, "go", time.Minute)
+	}, &baton.TaskOptions{Events: []string{"go"}, HeartbeatTimeout: 10 * time.Second})
+	cancelled := baton.NewDurable("ttl.cancelled", func(dc *baton.Durable, _ int) (int, error) {
+		return baton.Call(dc, block, 1, nil)
+	}, nil)
+	b.startWorker(t, &baton.WorkerOptions{Concurrency: 4}, block, dDouble, run, cancelled)
+	ctx := ctxTimeout(t, 30*time.Second)
+
+	h, err := run.Enqueue(ctx, b.client, 3, nil)
+	require.NoError(t, err)
+	require.NoError(t, b.client.Signal(ctx, h.ID, "go", 9)) // buffered
+	got, err := h.Get(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 9, got)
+	hc, err := cancelled.Enqueue(ctx, b.client, 0, nil)
+	require.NoError(t, err)
+	waitWaiting(t, b, hc.ID, "child")
+	waitState(t, b, hc.ID+".c0", baton.Started)
+	require.NoError(t, b.client.Cancel(ctx, hc.ID))
+	insp := asynq.NewInspectorFromRedisClient(b.rdb)
+	redistest.WaitFor(t, 15*time.Second, "the queue drains", func() bool {
+		qi, err := insp.GetQueueInfo(baton.QueueDefault)
+		return err == nil && qi.Pending+qi.Active+qi.Scheduled+qi.Retry == 0
+	})
+
+	var keys, noTTL []string
+	iter := b.rdb.Scan(ctx, 0, "*", 1000).Iterator()
+	for iter.Next(ctx) {
+		k := iter.Val()
+		if strings.HasPrefix(k, "asynq:") {
+			continue
+		}
+		keys = append(keys, k)
+		if ttl, err := b.rdb.PTTL(ctx, k).Result(); err == nil && ttl == -1 {
+			noTTL = append(noTTL, k)
+		}
+	}
+	require.NoError(t, iter.Err())
+	require.Contains(t, keys, "baton:run:{"+h.ID+"}:"+h.ID)
+	require.Empty(t, noTTL, "keys without a TTL (of %d baton keys: %v)", len(keys), keys)
 }
