@@ -23,8 +23,7 @@ type Approval struct {
 
 // Example_durableApproval: a durable task drafts a report, waits (parked:
 // no worker slot, no goroutine) for a human to approve it, then publishes
-// it. The reviewer's answer comes through Client.Signal, which is what
-// `baton signal RUN approve --data '{"approved": true}'` does.
+// it. The reviewer's answer comes through Client.Signal.
 func Example_durableApproval() {
 	srv, err := redistest.Start(redistest.Options{})
 	if err != nil {
