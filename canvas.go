@@ -412,7 +412,7 @@ func (w *Workflow) Record(ctx context.Context) (*Record, error) { return w.c.Get
 // wrapping ErrCancelled. Given the id of a durable run (or with durable runs
 // among the steps) it cancels the run, its children and its waits too.
 func (c *Client) Cancel(ctx context.Context, wfID string) error {
-	if isRun, err := c.cancelIfRun(ctx, wfID); isRun || err != nil {
+	if isRun, err := c.cancelDurable(ctx, wfID); isRun || err != nil {
 		return err // a durable run: cancelled with its children and waits
 	}
 	plan, _, err := loadPlan(ctx, c.rdb, wfID)

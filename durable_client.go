@@ -205,6 +205,32 @@ func describeChildren(op *Operation, h opHeader, rec *backend.OpRecord) {
 	}
 }
 
+// cancelDurable cancels id when it is a durable run, started or not, and
+// reports whether it was one. A run that has not started is recorded
+// REVOKED, so it never does (when this client knows its kind is durable).
+func (c *Client) cancelDurable(ctx context.Context, id string) (bool, error) {
+	if ok, err := c.cancelIfRun(ctx, id); ok || err != nil {
+		return ok, err
+	}
+	r, err := c.Get(ctx, id)
+	if err != nil || r.State.Terminal() {
+		return false, nil
+	}
+	c.mu.RLock()
+	def, known := c.defs[r.Kind]
+	c.mu.RUnlock()
+	if !known || !def.durable {
+		return false, nil
+	}
+	reason := cancelReasonPrefix + ": durable run " + id + " cancelled"
+	if _, err := c.be.Finish(ctx, backend.Outcome{ID: id, State: Revoked, Error: reason, Meta: &backend.Meta{ID: id, Kind: r.Kind, Queue: r.Queue}}); err != nil {
+		return true, c.redisErr("cancel "+id, err)
+	}
+	// It may have started meanwhile: then it is a run with a log to cancel.
+	_, err = c.cancelIfRun(ctx, id)
+	return true, err
+}
+
 // cancelIfRun cancels id when it is a durable run that has started, and
 // reports whether it was one.
 func (c *Client) cancelIfRun(ctx context.Context, id string) (bool, error) {

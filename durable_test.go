@@ -304,6 +304,24 @@ func TestDurableCancelParked(t *testing.T) {
 		require.ErrorIs(t, err, asynq.ErrTaskNotFound, "the step's timer is cancelled")
 		require.ErrorIs(t, b.client.Signal(ctx, ids[0], "go", 1), baton.ErrRunFinished)
 	})
+	t.Run("not started yet", func(t *testing.T) {
+		b := setup(t)
+		var ran atomic.Bool
+		run := baton.NewDurable("cx.queued", func(dc *baton.Durable, _ int) (int, error) {
+			ran.Store(true)
+			return 1, nil
+		}, nil)
+		b.client.Declare(run)
+		ctx := ctxTimeout(t, 20*time.Second)
+		h, err := run.Enqueue(ctx, b.client, 0, nil)
+		require.NoError(t, err)
+		require.NoError(t, b.client.Cancel(ctx, h.ID))
+		b.startWorker(t, nil, run)
+		_, err = h.Get(ctx)
+		require.ErrorIs(t, err, baton.ErrCancelled)
+		waitAsynqGone(t, b, baton.QueueDefault, h.ID)
+		require.False(t, ran.Load(), "a run cancelled before it started never runs")
+	})
 	for _, wait := range []string{"timer", "event"} {
 		t.Run("waiting on its "+wait, func(t *testing.T) {
 			b := setup(t)
