@@ -67,9 +67,9 @@ func Example_durableApproval() {
 	defer cancel()
 
 	h, _ := publish.Enqueue(ctx, c, "Q3 revenue", nil)
-	for { // a dashboard would show this; here we look until the run parks
+	for { // a dashboard would show this; here we look until the run waits for the approval
 		rec, err := c.Get(ctx, h.ID)
-		if err == nil && rec.State == baton.Waiting {
+		if err == nil && rec.State == baton.Waiting && strings.HasPrefix(rec.Waiting, "event") {
 			fmt.Println(rec.State, strings.SplitN(rec.Waiting, " (", 2)[0])
 			break
 		}
