@@ -373,16 +373,8 @@ type durableRun struct {
 	returned atomic.Bool // the handler returned (did not exit through Goexit)
 
 	mu     sync.Mutex
-	closed bool // the delivery is over: the handler goroutine must not write
-	// why the handler goroutine exited early:
-	parked  bool
-	wake    time.Time // the parked run's timer, zero for none
-	waitFor string    // what it waits for (backend.Wait*)
-	gen     int       // the generation it parked at
-	abort   error     // fails the run for good (non-determinism, limits)
-	infra   error     // Redis trouble: the delivery is retried
-	lost    error     // the run is terminal or owned by another delivery
-	stopped error     // the attempt's context ended during an operation
+	closed bool   // the delivery is over: the handler goroutine must not write
+	end    runEnd // why the handler goroutine exited early
 
 	rctx context.Context // for protocol I/O: not cancelled with the attempt
 }
@@ -427,4 +419,16 @@ func validEventName(name string) error {
 		}
 	}
 	return nil
+}
+
+// runEnd is why a durable handler's goroutine exited before returning.
+type runEnd struct {
+	parked  bool
+	wake    time.Time // the parked run's timer, zero for none
+	waitFor string    // what it waits for (backend.Wait*)
+	gen     int       // the generation it parked at
+	abort   error     // fails the run for good (non-determinism, limits)
+	infra   error     // Redis trouble: the delivery is retried
+	lost    error     // the run is terminal or owned by another delivery
+	stopped error     // the attempt's context ended during an operation
 }

@@ -190,45 +190,49 @@ func (w *Worker) settle(ctx context.Context, log *slog.Logger, m *message, ex *e
 	if ex == nil {
 		return false, nil
 	}
+	var x runEnd
+	if r := ex.run; r != nil {
+		// From here the handler goroutine, should it still run (abandoned at
+		// its timeout), writes nothing more.
+		r.mu.Lock()
+		r.closed, x = true, r.end
+		r.mu.Unlock()
+	}
 	if ex.hb != nil {
 		if done, err := w.endHeartbeat(ctx, log, m, ex.hb, herr); done {
 			return true, err
 		}
 	}
-	r := ex.run
-	if r == nil {
+	if ex.run == nil {
 		return false, nil
 	}
-	r.mu.Lock()
-	r.closed = true
-	r.mu.Unlock()
 	switch {
-	case r.parked:
-		if !r.wake.IsZero() {
-			if err := w.client.enqueueResume(ctx, m, r.gen, r.wake); err != nil {
+	case x.parked:
+		if !x.wake.IsZero() {
+			if err := w.client.enqueueResume(ctx, m, x.gen, x.wake); err != nil {
 				// Retried: the redelivery finds the run parked and enqueues it.
 				log.Warn("durable run parked; could not enqueue its timer yet", "err", err)
 				return true, &errInfra{err}
 			}
 		}
-		metrics.DurableParked(m.Kind, r.waitFor)
-		log.Debug("durable run parked", "gen", r.gen, "until", r.wake)
+		metrics.DurableParked(m.Kind, x.waitFor)
+		log.Debug("durable run parked", "gen", x.gen, "until", x.wake)
 		return true, nil
-	case r.lost != nil:
-		log.Info("durable run ended or taken over elsewhere; this delivery stops", "why", r.lost)
+	case x.lost != nil:
+		log.Info("durable run ended or taken over elsewhere; this delivery stops", "why", x.lost)
 		return true, nil
-	case r.abort != nil:
-		log.Warn("durable run failed for good", "err", r.abort)
-		return true, w.fail(ctx, log, m, retried, Failure, r.abort.Error(), true)
-	case r.infra != nil:
-		log.Warn("durable run: Redis failed during an operation; will replay", "err", r.infra)
-		return true, &errInfra{r.infra}
-	case r.stopped != nil && ctx.Err() != nil && !w.stopping.Load() && w.revoked(m):
+	case x.abort != nil:
+		log.Warn("durable run failed for good", "err", x.abort)
+		return true, w.fail(ctx, log, m, retried, Failure, x.abort.Error(), true)
+	case x.infra != nil:
+		log.Warn("durable run: Redis failed during an operation; will replay", "err", x.infra)
+		return true, &errInfra{x.infra}
+	case x.stopped != nil && ctx.Err() != nil && !w.stopping.Load() && w.revoked(m):
 		log.Info("durable run cancelled while running")
 		return true, nil
-	case r.stopped != nil:
-		*herr = fmt.Errorf("interrupted during a durable operation: %w", r.stopped)
-	case *herr == nil && !r.returned.Load():
+	case x.stopped != nil:
+		*herr = fmt.Errorf("interrupted during a durable operation: %w", x.stopped)
+	case *herr == nil && !ex.run.returned.Load():
 		*herr = errors.New("the durable handler exited without returning (runtime.Goexit in the handler)")
 	}
 	if *herr != nil && recordedFailure(*herr) && !IsPermanent(*herr) {

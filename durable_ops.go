@@ -101,23 +101,21 @@ func (r *durableRun) checkBytes(n int) {
 // fail ends the handler goroutine; the worker fails the run for good.
 func (r *durableRun) fail(err error) {
 	r.mu.Lock()
-	r.abort = err
+	r.end.abort = err
 	r.mu.Unlock()
 	runtime.Goexit()
 }
 
 // exit ends the handler goroutine after a protocol call failed: the run was
 // taken over or ended (nothing more is recorded), or Redis failed (the
-// delivery is retried and replays).
+// delivery is retried and replays; protocol I/O runs on a context the
+// attempt's end does not cancel, so any other error is Redis's).
 func (r *durableRun) exit(err error) {
 	r.mu.Lock()
-	switch {
-	case errors.Is(err, backend.ErrRunGone) || errors.Is(err, backend.ErrRunLost):
-		r.lost = err
-	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
-		r.stopped = err
-	default:
-		r.infra = err
+	if errors.Is(err, backend.ErrRunGone) || errors.Is(err, backend.ErrRunLost) {
+		r.end.lost = err
+	} else {
+		r.end.infra = err
 	}
 	r.mu.Unlock()
 	runtime.Goexit()
@@ -130,7 +128,7 @@ func (r *durableRun) stop(err error) { r.exit(err) }
 // during an operation: nothing is recorded for it.
 func (r *durableRun) interrupt(err error) {
 	r.mu.Lock()
-	r.stopped = err
+	r.end.stopped = err
 	r.mu.Unlock()
 	runtime.Goexit()
 }
@@ -171,9 +169,9 @@ func (dc *Durable) park(p backend.ParkRequest) backend.ParkReply {
 	r.openLocked()
 	rep, err := r.w.be.Park(r.rctx, r.fence, p)
 	if err == nil && !rep.Ready {
-		r.parked, r.gen, r.waitFor = true, rep.Gen, p.Kind
+		r.end.parked, r.end.gen, r.end.waitFor = true, rep.Gen, p.Kind
 		if p.Kind != backend.WaitChildren {
-			r.wake = p.Until
+			r.end.wake = p.Until
 		}
 		r.mu.Unlock()
 		runtime.Goexit()
