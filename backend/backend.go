@@ -386,8 +386,8 @@ func statusOf(v any) (Status, error) {
 	if len(arr) > 5 {
 		s.Replaced = fmt.Sprint(arr[5])
 	}
-	if len(arr) > 6 {
-		s.Retries, _ = strconv.Atoi(fmt.Sprint(arr[6]))
+	if len(arr) > 7 {
+		s.Retries, _ = strconv.Atoi(fmt.Sprint(arr[7]))
 	}
 	if r := fmt.Sprint(arr[1]); r != "" {
 		s.Result = json.RawMessage(r)

@@ -242,3 +242,26 @@ func TestDurableCancelScript(t *testing.T) {
 	require.Equal(t, backend.Revoked, rec.State)
 	require.Equal(t, "cancelled: test", rec.Error)
 }
+
+// TestStartKeepsRecordedRetries: a delivery whose asynq retry count starts
+// afresh (a recovery copy, a durable run's resume) continues the count the
+// record holds.
+func TestStartKeepsRecordedRetries(t *testing.T) {
+	f := setup(t)
+	ctx := ctxTimeout(t, 10*time.Second)
+	st, err := f.be.Start(ctx, backend.StartRequest{Meta: meta("r"), DeliveryID: "r"})
+	require.NoError(t, err)
+	require.Equal(t, 0, st.Retries)
+	_, err = f.be.Finish(ctx, backend.Outcome{ID: "r", State: backend.Retry, Retries: 2, Error: "x", NextTry: time.Now()})
+	require.NoError(t, err)
+	st, err = f.be.Start(ctx, backend.StartRequest{Meta: meta("r"), DeliveryID: "r~r1", Retries: 0})
+	require.NoError(t, err)
+	require.Equal(t, backend.Started, st.State)
+	require.Equal(t, 2, st.Retries, "the copy continues the recorded count")
+	st, err = f.be.Start(ctx, backend.StartRequest{Meta: meta("r"), DeliveryID: "r", Retries: 3})
+	require.NoError(t, err)
+	require.Equal(t, 3, st.Retries, "asynq's count when it is the larger")
+	rec, err := f.be.Get(ctx, "r")
+	require.NoError(t, err)
+	require.Equal(t, 3, rec.Retries)
+}

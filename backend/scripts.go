@@ -68,7 +68,7 @@ redis.call("HINCRBY", KEYS[1], "executions", 1)
 // recovery copy superseded returns SUPERSEDED and must not run;
 // ARGV[7..] field, value pairs written only when the record is missing
 // (kind, queue, enqueued, ...: a PENDING write may still be on its way).
-// Returns {state, result, error[, next_try, "", "", retries]}: state is
+// Returns {state, result, error[, next_try, "", "", "", retries]}: state is
 // STARTED when the caller should run the task (next_try is the recorded time
 // of this retry, unix ms, "0" if none; retries the larger of the record's
 // count and asynq's, which a recovery copy or a resume starts afresh), else
@@ -78,7 +78,7 @@ redis.call("HINCRBY", KEYS[1], "executions", 1)
 var startScript = redis.NewScript(`local meta = 7` + luaStartChecks + `
 ` + luaStartRecord + `
 redis.call("PEXPIRE", KEYS[1], ARGV[1])
-return {"STARTED", "", "", cur[4] or "0", "", "", retries}
+return {"STARTED", "", "", cur[4] or "0", "", "", "", retries}
 `)
 
 // finishScript records RETRY, SUCCESS, FAILURE or REVOKED and publishes the
