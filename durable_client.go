@@ -222,13 +222,8 @@ func (c *Client) cancelDurable(ctx context.Context, id string) (bool, error) {
 	if !known || !def.durable {
 		return false, nil
 	}
-	reason := cancelReasonPrefix + ": durable run " + id + " cancelled"
-	if _, err := c.be.Finish(ctx, backend.Outcome{ID: id, State: Revoked, Error: reason, Meta: &backend.Meta{ID: id, Kind: r.Kind, Queue: r.Queue}}); err != nil {
-		return true, c.redisErr("cancel "+id, err)
-	}
-	// It may have started meanwhile: then it is a run with a log to cancel.
-	_, err = c.cancelIfRun(ctx, id)
-	return true, err
+	// (Should it have started meanwhile, its log is cancelled all the same.)
+	return true, c.cancelRun(ctx, id, &backend.Meta{ID: id, Kind: r.Kind, Queue: r.Queue, EnqueuedAt: r.EnqueuedAt})
 }
 
 // cancelIfRun cancels id when it is a durable run that has started, and
@@ -241,7 +236,7 @@ func (c *Client) cancelIfRun(ctx context.Context, id string) (bool, error) {
 	if !ok {
 		return false, nil
 	}
-	return true, c.cancelRun(ctx, id)
+	return true, c.cancelRun(ctx, id, nil)
 }
 
 // cancelRunsOf cancels the children and waits of the durable runs among a
@@ -258,15 +253,16 @@ func (c *Client) cancelRunsOf(ctx context.Context, recs []*Record) error {
 	return nil
 }
 
-// cancelRun cancels durable run id: it is recorded REVOKED (cancel
-// recorded as data, like a workflow's), its unfinished children are
-// revoked (child runs and canvases cancelled in turn), its pending resumes
-// are deleted from the queue (best effort: they would be dropped anyway) and
-// a running attempt has its context cancelled. Repeating it finishes a
-// cancel that was cut short.
-func (c *Client) cancelRun(ctx context.Context, id string) error {
+// cancelRun is the cancel of durable run id, all of it: the run is recorded
+// REVOKED (cancel recorded as data, as a workflow's is; meta fills in the
+// record of a run not started yet), its unfinished children are revoked
+// (child runs and canvases cancelled in turn), its pending resumes are
+// deleted from the queue (best effort: they would be dropped anyway) and a
+// running attempt has its context cancelled. Repeating it finishes a cancel
+// that was cut short.
+func (c *Client) cancelRun(ctx context.Context, id string, meta *backend.Meta) error {
 	reason := cancelReasonPrefix + ": durable run " + id + " cancelled"
-	rep, err := c.be.CancelRun(ctx, id, reason)
+	rep, err := c.be.CancelRun(ctx, id, reason, meta)
 	if err != nil {
 		return c.redisErr("cancel "+id, err)
 	}
@@ -296,7 +292,7 @@ func (c *Client) cancelRun(ctx context.Context, id string) error {
 			if recs[i] != nil && recs[i].State == Started {
 				_ = c.cancelRunning(ctx, t)
 			}
-			if _, err := c.cancelIfRun(ctx, t); err != nil {
+			if _, err := c.cancelIfRun(ctx, t); err != nil { // a child run: its children too
 				return err
 			}
 		}

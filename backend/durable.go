@@ -348,9 +348,13 @@ type CancelReply struct {
 }
 
 // CancelRun records run id REVOKED with reason (unless it is terminal) and
-// returns its unfinished children and current wait.
-func (b *Backend) CancelRun(ctx context.Context, id, reason string) (CancelReply, error) {
+// returns its unfinished children and current wait. meta fills in a record
+// that does not exist yet (a run not started), nil for none.
+func (b *Backend) CancelRun(ctx context.Context, id, reason string, meta *Meta) (CancelReply, error) {
 	args := []any{reason, ms(time.Now()), b.ttlMS, DoneChannel(id)}
+	if meta != nil {
+		args = append(args, meta.fields()...)
+	}
 	c := &call{script: cancelRunScript, keys: []string{TaskKey(id), RunKey(id), RunWaitKey(id)}, args: args}
 	if err := b.pipe.do(ctx, c); err != nil {
 		return CancelReply{}, fmt.Errorf("backend: cancel run %s: %w", id, err)

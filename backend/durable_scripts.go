@@ -335,18 +335,21 @@ keepTTL(KEYS[1], ARGV[4])
 return {"OK"}
 `)
 
-// cancelRunScript revokes a durable run (unless it is terminal) and returns
-// what a cancel must stop: its unfinished children and its current wait.
-// Called again on a revoked run it answers the same, so a cancel cut short
-// can be repeated.
+// cancelRunScript revokes a durable run (unless it is terminal; a run not
+// started yet may have no record, which it then creates) and returns what a
+// cancel must stop: its unfinished children and its current wait. Called
+// again on a revoked run it answers the same, so a cancel cut short can be
+// repeated.
 //
 // KEYS[1] task key; KEYS[2] run hash; KEYS[3] pending set
-// ARGV[1] reason; ARGV[2] now; ARGV[3] ttl; ARGV[4] channel
+// ARGV[1] reason; ARGV[2] now; ARGV[3] ttl; ARGV[4] channel; ARGV[5..]
+// field, value pairs for a missing record (kind, queue)
 // Returns {state before, gen, message, delivery id, {child ids}}; state
-// before is "" when the run has no record.
+// before is "" when the run had no record.
 var cancelRunScript = redis.NewScript(luaCommon + `
 local st = redis.call("HGET", KEYS[1], "state")
-if st and not terminal(st) then
+if not terminal(st) then
+  for i = 5, #ARGV, 2 do redis.call("HSETNX", KEYS[1], ARGV[i], ARGV[i+1]) end
   redis.call("HSET", KEYS[1], "state", "REVOKED", "error", ARGV[1], "finished", ARGV[2])
   redis.call("HDEL", KEYS[1], "waiting")
   redis.call("PEXPIRE", KEYS[1], ARGV[3])

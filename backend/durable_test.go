@@ -232,7 +232,7 @@ func TestDurableCancelScript(t *testing.T) {
 	_, err = f.be.Park(ctx, fence, backend.ParkRequest{Seq: 0, Kind: backend.WaitChildren, Children: 1})
 	require.NoError(t, err)
 	for range 2 { // repeatable
-		rep, err := f.be.CancelRun(ctx, id, "cancelled: test")
+		rep, err := f.be.CancelRun(ctx, id, "cancelled: test", nil)
 		require.NoError(t, err)
 		require.Equal(t, []string{id + ".c0"}, rep.Children)
 		require.Equal(t, 1, rep.Gen)
