@@ -39,18 +39,20 @@ import (
 // the generation it resumes (0 for the first delivery). Its root delivery id
 // is its asynq id without recovery suffixes (recover.go's "~rN"), so a
 // recovery copy of a delivery counts as that delivery. The run hash holds
-// gen (bumped by every park) and claim (the root id of the delivery that
-// owns the run). Every write a running handler makes is fenced: it happens
-// only while the task is STARTED, gen == rg and claim == the delivery's
-// root; otherwise the script answers GONE (terminal) or LOST (another
-// delivery owns the run) and the handler stops (runtime.Goexit) writing
-// nothing more.
+// gen (bumped by every park), claim (the root id of the delivery that owns
+// the run) and dlv (the asynq id of the last delivery that claimed or
+// replayed it). Every write a running handler makes is fenced: it happens
+// only while the task is STARTED, gen == rg, claim == the delivery's root
+// and dlv == its id (so a recovery copy that started fences out the
+// delivery it copied, should that one still be alive); otherwise the script
+// answers GONE (terminal) or LOST (another delivery owns the run) and the
+// handler stops (runtime.Goexit) writing nothing more.
 //
 // # States of a run (task record state) and who moves it
 //
-//	(none)/PENDING --start, rg=0--------------------------> STARTED  claim := root
+//	(none)/PENDING --start, rg=0--------------------------> STARTED  claim := root, dlv := id
 //	STARTED --park script (awaited thing not there)-------> WAITING  gen := gen+1, wait_* set
-//	WAITING --start of a resume with rg == gen------------> STARTED  claim := root; a due
+//	WAITING --start of a resume with rg == gen------------> STARTED  claim, dlv := root, id; a due
 //	                                                                  sleep completes, a due
 //	                                                                  event wait times out
 //	STARTED --handler returns an error (retry left)-------> RETRY    (finish script)
@@ -69,7 +71,8 @@ import (
 //     claimed it, so asynq still holds any earlier copy (a duplicate id is
 //     refused) or there is none;
 //   - STARTED or RETRY, gen == rg, claim == root: a redelivery of the owner
-//     after a crash (or its retry): run the handler again (replay);
+//     after a crash, its recovery copy, or its retry: dlv := id, run the
+//     handler again (replay);
 //   - otherwise (the other resume of the same wait, a timer that lost the
 //     race, a duplicate message): STALE, drop it.
 //
