@@ -820,3 +820,39 @@ func TestDurableKeysHaveTTL(t *testing.T) {
 	require.Contains(t, keys, "baton:run:{"+h.ID+"}:"+h.ID)
 	require.Empty(t, noTTL, "keys without a TTL (of %d baton keys: %v)", len(keys), keys)
 }
+
+// TestDurableAbandonedAttemptRecordsNothing: an attempt abandoned at its
+// Timeout (its step ignores the context) finishes its step later, while the
+// retry runs the same step: the late result is not recorded; the retry's is.
+func TestDurableAbandonedAttemptRecordsNothing(t *testing.T) {
+	b := setup(t)
+	var attempts atomic.Int32
+	var lateReturn atomic.Bool
+	run := baton.NewDurable("abandon.run", func(dc *baton.Durable, _ int) (string, error) {
+		return baton.RunStep(dc, "slow", func(ctx context.Context) (string, error) {
+			if attempts.Add(1) == 1 {
+				time.Sleep(1500 * time.Millisecond) // hangs past the timeout, ignoring ctx
+				lateReturn.Store(true)
+				return "abandoned attempt", nil // were it recorded, the retry would get it
+			}
+			select { // the retry: still running when the abandoned step returns
+			case <-time.After(800 * time.Millisecond):
+				return "retry", nil
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+		}, nil)
+	}, &baton.TaskOptions{Timeout: time.Second, MaxRetries: 1, RetryDelay: baton.FixedDelay(10 * time.Millisecond)})
+	b.startWorker(t, nil, run)
+	ctx := ctxTimeout(t, 20*time.Second)
+	h, err := run.Enqueue(ctx, b.client, 0, nil)
+	require.NoError(t, err)
+	got, err := h.Get(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "retry", got)
+	ops, err := b.client.Operations(ctx, h.ID)
+	require.NoError(t, err)
+	require.Len(t, ops, 1)
+	require.JSONEq(t, `"retry"`, string(ops[0].Result))
+	require.True(t, lateReturn.Load(), "the abandoned step returned before the retry's was recorded")
+}
