@@ -16,7 +16,7 @@ import (
 // terminal state is: it is never overwritten).
 //
 // Replace uses it: the replaced task ends as its replacement did. A durable
-// task that waits on a canvas can use it the same way, with a kind of its own.
+// run that Calls a canvas uses it with a kind of its own (awaitDurable).
 
 // awaiter is the note, stored as JSON in chain.Plan.Awaiter.
 type awaiter struct {
@@ -46,6 +46,8 @@ func (w *Worker) notifyAwaiter(ctx context.Context, note json.RawMessage, end wo
 	switch a.Kind {
 	case awaitReplace:
 		return w.replacementEnded(ctx, a.Data, end)
+	case awaitDurable:
+		return w.canvasEnded(ctx, a.Data, end)
 	}
 	w.log.Error("workflow awaited by an unknown kind (a newer baton?); nobody is told of its end", "workflow", end.ID, "kind", a.Kind)
 	return nil

@@ -513,8 +513,12 @@ func (w *Workflow) Record(ctx context.Context) (*Record, error) { return w.c.Get
 
 // Cancel cancels a workflow: steps not started never start (REVOKED), running
 // steps have their context cancelled (best effort), waiters get an error
-// wrapping ErrCancelled.
+// wrapping ErrCancelled. Given the id of a durable run (or with durable runs
+// among the steps) it cancels the run, its children and its waits too.
 func (c *Client) Cancel(ctx context.Context, wfID string) error {
+	if isRun, err := c.cancelDurable(ctx, wfID); isRun || err != nil {
+		return err // a durable run: cancelled with its children and waits
+	}
 	plan, _, err := loadPlan(ctx, c.rdb, wfID)
 	if err != nil {
 		return err
@@ -542,6 +546,9 @@ func (c *Client) Cancel(ctx context.Context, wfID string) error {
 	outs = append(outs, backend.Outcome{ID: wfID, State: Revoked, Error: reason, Reason: backend.ReasonCancelled})
 	if _, err := c.be.FinishInOrder(ctx, outs...); err != nil {
 		return c.redisErr("cancel "+wfID, err)
+	}
+	if err := c.cancelRunsOf(ctx, recs); err != nil {
+		return err
 	}
 	return c.cancelReplacements(ctx, recs)
 }

@@ -62,6 +62,9 @@ func (w *Worker) plan(ctx context.Context, m *message) (*chain.Plan, []byte, err
 // afterSuccess hands a finished step's result on through its workflow.
 // redelivered is true when the success was recorded by an earlier delivery.
 func (w *Worker) afterSuccess(ctx context.Context, m *message, result json.RawMessage, redelivered bool) error {
+	if err := w.childEnded(ctx, m, backend.ChildOutcome{State: Success, Payload: string(result)}); err != nil {
+		return err
+	}
 	if m.Workflow == "" {
 		return nil
 	}
@@ -116,6 +119,9 @@ func (w *Worker) defaultsFor(kind string) TaskOptions {
 // cancel (st.Reason) revokes the workflow instead, and runs neither.
 func (w *Worker) afterFailure(ctx context.Context, m *message, st backend.Status) error {
 	state, errText := st.State, st.Error
+	if err := w.childEnded(ctx, m, backend.ChildOutcome{State: st.State, Reason: st.Reason, Payload: st.Error}); err != nil {
+		return err
+	}
 	if m.Workflow == "" {
 		return nil
 	}

@@ -1,8 +1,9 @@
 // Package baton is a Celery-style distributed task queue for Go, on Redis,
 // built on asynq: typed tasks with per-task retries and delays, workflows
-// (chain, group, chord) that hand each result to the next step, a Redis
-// result backend callers block on without polling, and exactly-once
-// recorded results under redelivery.
+// (chain, group, chord) that hand each result to the next step, durable tasks
+// (agent code whose steps, child tasks, timers and event waits are recorded
+// and resumed), a Redis result backend callers block on without polling, and
+// exactly-once recorded results under redelivery.
 //
 // # Quick start
 //
@@ -70,9 +71,46 @@
 //	env.DrainUntilIdle(t)
 //	batontest.RequireRecord(t, env, h.ID, baton.Success)
 //
+// # Durable tasks
+//
+// For work whose shape is decided at run time (agents), NewDurable defines a
+// task whose handler receives a *Durable and may be re-run from the top:
+//
+//	var Agent = baton.NewDurable("agent", func(dc *baton.Durable, urls []string) (Report, error) {
+//		var pages []Page
+//		for _, u := range urls {
+//			p, err := baton.Call(dc, Fetch, u, nil) // a child task, started once, result recorded
+//			if err != nil {
+//				continue // the code decides
+//			}
+//			pages = append(pages, p)
+//		}
+//		ok, err := baton.WaitEvent[bool](dc, "approve", 72*time.Hour) // parked: no slot, no goroutine
+//		if err != nil || !ok {
+//			return Report{}, baton.Permanent(errors.New("not approved"))
+//		}
+//		return baton.RunStep(dc, "write", func(ctx context.Context) (Report, error) { return write(pages), nil }, nil)
+//	}, &baton.TaskOptions{Events: []string{"approve"}})
+//
+// Its operations (RunStep, Call, Map, CallCanvas, Sleep, SleepUntil,
+// WaitEvent; Checkpoint and Restore) are recorded in a log in Redis and
+// return their recorded outcome when the handler runs again, so a run killed
+// midway resumes at the operation it was on. While it waits for children, a
+// timer or an event the run is WAITING and holds no worker slot and no
+// goroutine; Client.Signal delivers events, Client.Operations lists the log,
+// Client.Cancel cancels the run with its children. The handler must call the
+// same operations in the same order on every run (a mismatch fails the run,
+// naming both). The protocol is described at the top of durable.go.
+//
+// Any task can declare TaskOptions.HeartbeatTimeout and call Heartbeat: when
+// its heartbeats stop it runs again within about that timeout, and the next
+// attempt reads the last details with HeartbeatDetails.
+//
 // # Guarantees
 //
 // Execution is at least once (asynq leases; baton re-enqueues a killed
-// worker's task in about 12 s). A task whose SUCCESS is recorded is never run
-// again; the next step of a chain and a chord body are enqueued at most once.
+// worker's task in about 12 s, a heartbeating one within its
+// HeartbeatTimeout). A task whose SUCCESS is recorded is never run again; the
+// next step of a chain and a chord body are enqueued at most once; a re-run of
+// a durable run repeats only the operation that was in flight.
 package baton

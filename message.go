@@ -31,6 +31,10 @@ type message struct {
 	Plan json.RawMessage `json:"pl,omitempty"`
 	// LimitKey overrides the key value of the task's keyed limits.
 	LimitKey string `json:"lk,omitempty"`
+	// Durable runs (durable.go): RG is the generation a delivery resumes
+	// (0 for the first); W names the run operation awaiting this child.
+	RG int        `json:"rg,omitempty"`
+	W  *waiterRef `json:"w,omitempty"`
 
 	asynqMax int // asynq's retry budget, not sent
 }

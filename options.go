@@ -108,7 +108,8 @@ type TaskOptions struct {
 	// RetryDelay is the wait before each retry. Defaults to Backoff(1s, 10m).
 	RetryDelay *RetryPolicy
 	// Timeout bounds one attempt; its context is cancelled when it passes and
-	// the attempt counts as failed. Defaults to TimeoutDefault (30m).
+	// the attempt counts as failed. Defaults to TimeoutDefault (30m). For a
+	// durable task an attempt lasts until the run parks or ends.
 	Timeout time.Duration
 	// RateLimits cap how often tasks of this kind start, fleet-wide (see
 	// RateLimit). Defaults to none.
@@ -116,6 +117,27 @@ type TaskOptions struct {
 	// ConcurrencyLimits cap how many run at once, fleet-wide (see
 	// ConcurrencyLimit). Defaults to none.
 	ConcurrencyLimits []ConcurrencyLimit
+	// HeartbeatTimeout, when set (≥ 1s), makes the task call Heartbeat at
+	// least this often: an attempt whose heartbeats stop (its worker was
+	// killed, its handler hangs) is re-enqueued within about this timeout
+	// plus a second, instead of the 10–18 s orphan recovery.
+	HeartbeatTimeout time.Duration
+
+	// Durable tasks (NewDurable) only:
+
+	// Events are the event names the task may wait for with WaitEvent:
+	// Client.Signal rejects other names unless the run is waiting for
+	// them, and keeps an event of a declared name sent before the wait.
+	Events []string
+	// MaxOperations caps the operations one run records. Defaults to
+	// WorkerOptions.MaxOperations, then MaxOperationsDefault (10,000).
+	MaxOperations int
+	// MaxRecordedBytes caps the bytes of results, events and checkpoints one
+	// run records. Defaults to WorkerOptions.MaxRecordedBytes, then
+	// MaxRecordedBytesDefault (64 MiB).
+	MaxRecordedBytes int
+
+	durable bool // set by NewDurable, so a client that Declares it knows
 }
 
 func (o TaskOptions) withDefaults() TaskOptions {
@@ -152,6 +174,9 @@ func (o TaskOptions) validate(kind string) error {
 	}
 	if err := o.validateLimits(kind); err != nil {
 		errs = append(errs, err)
+	}
+	if err := o.validateDurable(); err != nil {
+		errs = append(errs, fmt.Errorf("task %q: %w", kind, err))
 	}
 	return errors.Join(errs...)
 }

@@ -13,4 +13,5 @@ const (
 	Success = backend.Success // finished with a result (terminal)
 	Failure = backend.Failure // failed for good (terminal)
 	Revoked = backend.Revoked // will not run: expired or cancelled (terminal)
+	Waiting = backend.Waiting // a durable run parked until its children, a timer or an event
 )

@@ -19,9 +19,10 @@ type TaskFunc[A, R any] func(ctx context.Context, args A) (R, error)
 // The kind is a fixed string, never derived from a Go type name, so renaming
 // a type never strands queued work.
 type Task[A, R any] struct {
-	kind string
-	fn   TaskFunc[A, R]
-	opts TaskOptions
+	kind    string
+	fn      TaskFunc[A, R]
+	opts    TaskOptions
+	durable bool // defined with NewDurable
 }
 
 // NewTask defines a task. It panics on an empty kind or invalid options:
@@ -78,11 +79,13 @@ type Definition interface {
 	hasHandler() bool
 	argsType() string
 	argsRType() reflect.Type
+	isDurable() bool
 }
 
 func (t *Task[A, R]) hasHandler() bool { return t.fn != nil }
 
 func (t *Task[A, R]) argsRType() reflect.Type { return reflect.TypeFor[A]() }
+func (t *Task[A, R]) isDurable() bool         { return t.durable }
 
 func (t *Task[A, R]) argsType() string {
 	var a A

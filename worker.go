@@ -64,6 +64,11 @@ type WorkerOptions struct {
 	// worker's slots are free again at most this long after the kill.
 	// Defaults to LimitLeaseDefault (15s); at least 300ms.
 	LimitLease time.Duration
+	// MaxOperations and MaxRecordedBytes are the limits of durable runs
+	// whose task does not set its own (TaskOptions). Default to
+	// MaxOperationsDefault (10,000) and MaxRecordedBytesDefault (64 MiB).
+	MaxOperations    int
+	MaxRecordedBytes int
 }
 
 // Worker runs registered tasks from Redis queues. Start as many as you like,
@@ -83,6 +88,7 @@ type Worker struct {
 
 	stopRecover context.CancelFunc
 	recoverDone chan struct{}
+	heartbeats  stoppable // the heartbeat pass (heartbeat.go)
 	srv         *asynq.Server
 	stopping    atomic.Bool
 	started     atomic.Bool
@@ -129,6 +135,9 @@ func NewWorker(rdb redis.UniversalClient, opts *WorkerOptions) (*Worker, error) 
 	}
 	if o.RecoverInterval == 0 {
 		o.RecoverInterval = RecoverIntervalDefault
+	}
+	if o.MaxOperations < 0 || o.MaxRecordedBytes < 0 {
+		return nil, fmt.Errorf("baton: MaxOperations %d / MaxRecordedBytes %d: limits of durable runs cannot be negative; use 0 for the defaults", o.MaxOperations, o.MaxRecordedBytes)
 	}
 	if o.LimitLease == 0 {
 		o.LimitLease = LimitLeaseDefault
@@ -233,6 +242,9 @@ func (w *Worker) Start() error {
 		w.recoverDone = make(chan struct{})
 		go func() { defer close(w.recoverDone); w.recoverLoop(ctx) }()
 	}
+	if w.usesHeartbeats() {
+		w.heartbeats.start(w.heartbeatLoop)
+	}
 	w.log.Info("worker started", "concurrency", w.opts.Concurrency, "queues", w.opts.Queues, "kinds", w.Kinds())
 	return nil
 }
@@ -251,6 +263,7 @@ func (w *Worker) Shutdown() {
 		w.stopLimits()
 		<-w.limitsDone
 	}
+	w.heartbeats.stop()
 	if w.waker != nil {
 		w.waker.once.Do(func() { close(w.waker.quit) }) // no more long polls
 	}
@@ -370,7 +383,7 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 		ctx = context.WithValue(ctx, admissionKey{}, adm)
 	}
 	delivery, _ := asynq.GetTaskID(ctx)
-	st, err := w.be.Start(ctx, backend.StartRequest{Meta: meta, Retries: retried, CheckCancel: m.Workflow != "", DeliveryID: delivery})
+	st, err := w.startDelivery(ctx, m, backend.StartRequest{Meta: meta, Retries: retried, CheckCancel: m.Workflow != "", DeliveryID: delivery})
 	if err != nil {
 		log.Warn("could not record start; will retry", "err", err)
 		return &errInfra{err}
@@ -392,7 +405,14 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 		// Its handler replaced it with a workflow, which ends it.
 		log.Info("already replaced; the replacement ends it", "replacement", st.Replaced)
 		return nil
+	case backend.Stale:
+		// Another delivery of the durable run claimed it (durable.go).
+		log.Debug("stale delivery of a durable run; dropping it", "delivery", delivery, "resume_gen", m.RG)
+		return nil
+	case backend.Parked:
+		return w.rewake(ctx, log, m, st)
 	}
+	retried = max(retried, st.Retries) // a recovery copy or a resume restarts asynq's count
 
 	if err := waitUntil(ctx, st.NextTry); err != nil { // nor before a retry's recorded time
 		return err
@@ -421,7 +441,14 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	start := time.Now()
-	res, herr := w.invoke(withTaskInfo(ctx, m, retried, maxRetries), def, m, timeout)
+	hctx, ex, err := w.prepare(withTaskInfo(ctx, m, retried, maxRetries), def, m, st, delivery)
+	if err != nil {
+		return err
+	}
+	res, herr := w.invoke(hctx, def, m, timeout)
+	if done, err := w.settle(ctx, log, m, ex, retried, &herr); done {
+		return err
+	}
 	if rp := (*replaceError)(nil); errors.As(herr, &rp) {
 		return w.replace(ctx, log, m, retried, rp.canvas, start)
 	}

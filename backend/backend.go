@@ -212,6 +212,11 @@ type Status struct {
 	Replaced string
 	// Reason is the record's reason field (ReasonCancelled or "").
 	Reason string
+	// Retries is the task's retry count for a start: the larger of the
+	// record's and the delivery's (Start and StartDurable only).
+	Retries int
+	// Run is a durable run's state (StartDurable only).
+	Run *RunState
 }
 
 // StartRequest asks to move a task to STARTED.
@@ -414,6 +419,9 @@ func statusOf(v any) (Status, error) {
 	}
 	if len(arr) > 6 {
 		s.Replaced = fmt.Sprint(arr[6])
+	}
+	if len(arr) > 7 {
+		s.Retries, _ = strconv.Atoi(fmt.Sprint(arr[7]))
 	}
 	if r := fmt.Sprint(arr[1]); r != "" {
 		s.Result = json.RawMessage(r)

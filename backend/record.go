@@ -37,6 +37,16 @@ type Record struct {
 	// Reason says why a record ended as it did, as data: ReasonCancelled for
 	// a task or workflow revoked by a cancel; "" otherwise.
 	Reason string `json:"reason,omitempty"`
+	// Waiting says what a WAITING durable run waits for: "child <id>",
+	// "3 children", "timer until <time>", "event approve (until <time>)".
+	Waiting string `json:"waiting,omitempty"`
+	// Waiter is the durable run operation that awaits this task, as
+	// "<run id>:<operation>" (set on the children of Call and Map).
+	Waiter string `json:"waiter,omitempty"`
+	// HeartbeatAt and HeartbeatDetails are the last heartbeat written by
+	// the task (baton.Heartbeat).
+	HeartbeatAt      time.Time       `json:"heartbeat_at,omitzero"`
+	HeartbeatDetails json.RawMessage `json:"heartbeat_details,omitempty"`
 }
 
 // Duration is the time from start to finish, zero while running.
@@ -84,19 +94,25 @@ func fromMS(s string) time.Time {
 
 func recordFromHash(id string, h map[string]string) *Record {
 	r := &Record{
-		ID:         id,
-		Kind:       h[fKind],
-		Queue:      h[fQueue],
-		State:      State(h[fState]),
-		Error:      h[fError],
-		EnqueuedAt: fromMS(h[fEnqueued]),
-		StartedAt:  fromMS(h[fStarted]),
-		FinishedAt: fromMS(h[fFinished]),
-		NextTryAt:  fromMS(h[fNextTry]),
-		ParentID:   h[fParent],
-		WorkflowID: h[fWorkflow],
-		Replaced:   h[fReplaced],
-		Reason:     h[fReason],
+		ID:          id,
+		Kind:        h[fKind],
+		Queue:       h[fQueue],
+		State:       State(h[fState]),
+		Error:       h[fError],
+		EnqueuedAt:  fromMS(h[fEnqueued]),
+		StartedAt:   fromMS(h[fStarted]),
+		FinishedAt:  fromMS(h[fFinished]),
+		NextTryAt:   fromMS(h[fNextTry]),
+		ParentID:    h[fParent],
+		WorkflowID:  h[fWorkflow],
+		Replaced:    h[fReplaced],
+		Reason:      h[fReason],
+		Waiting:     h[fWaiting],
+		Waiter:      h[fWaiter],
+		HeartbeatAt: fromMS(h[fHeartbeatAt]),
+	}
+	if v := h[fHeartbeatDetails]; v != "" {
+		r.HeartbeatDetails = json.RawMessage(v)
 	}
 	r.Retries, _ = strconv.Atoi(h[fRetries])
 	r.Executions, _ = strconv.Atoi(h[fExecutions])

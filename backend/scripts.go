@@ -25,6 +25,46 @@ redis.call("PEXPIRE", KEYS[1], ARGV[1])
 return {1, ""}
 `)
 
+// luaStartChecks begins startScript and durableStartScript: a delivery
+// superseded by a recovery copy, a terminal task, a replaced one, or one of a
+// cancelled workflow (recorded REVOKED here) is not started. It needs the
+// KEYS and ARGV[1..6] of startScript and a local meta, the index of the
+// first ARGV field/value pair for a missing record; it leaves cur (the
+// record's state, result, error, next_try, replaced, retries, reason) and st.
+const luaStartChecks = `
+if ARGV[6] ~= "" and redis.call("HEXISTS", KEYS[1], "sup:" .. ARGV[6]) == 1 then
+  return {"SUPERSEDED", "", ""}
+end
+local cur = redis.call("HMGET", KEYS[1], "state", "result", "error", "next_try", "replaced", "retries", "reason")
+local st = cur[1]
+if st == "SUCCESS" or st == "FAILURE" or st == "REVOKED" then
+  return {st, cur[2] or "", cur[3] or "", "0", "", cur[7] or ""}
+end
+if cur[5] then return {"REPLACED", "", "", "0", "", "", cur[5]} end
+if ARGV[4] == "1" and redis.call("HGET", KEYS[2], "cancelled") == "1" then
+  local text = redis.call("HGET", KEYS[2], "cancel_reason") or "workflow cancelled"
+  redis.call("HSET", KEYS[1], "state", "REVOKED", "error", text, "finished", ARGV[2], "reason", "` + ReasonCancelled + `")
+  for i = meta, #ARGV, 2 do redis.call("HSETNX", KEYS[1], ARGV[i], ARGV[i+1]) end
+  redis.call("PEXPIRE", KEYS[1], ARGV[1])
+  redis.call("PUBLISH", ARGV[5], "REVOKED")
+  return {"REVOKED", "", text, "0", "", "` + ReasonCancelled + `"}
+end
+`
+
+// luaStartRecord records a start after luaStartChecks: the meta fields of
+// a missing record, STARTED, the retry count (the larger of the record's and
+// asynq's: a recovery copy or a resume starts asynq's afresh), one more
+// execution. It leaves retries.
+const luaStartRecord = `
+if not st then
+  for i = meta, #ARGV, 2 do redis.call("HSET", KEYS[1], ARGV[i], ARGV[i+1]) end
+end
+local retries = math.max(tonumber(cur[6]) or 0, tonumber(ARGV[3]))
+redis.call("HSET", KEYS[1], "state", "STARTED", "started", ARGV[2], "retries", retries)
+redis.call("HDEL", KEYS[1], "throttled", "throttled_until")
+redis.call("HINCRBY", KEYS[1], "executions", 1)
+`
+
 // startScript moves a task to STARTED unless it is terminal or its workflow
 // was cancelled, and clears the fields of a wait for a limit.
 //
@@ -35,38 +75,18 @@ return {1, ""}
 // recovery copy superseded returns SUPERSEDED and must not run;
 // ARGV[7..] field, value pairs written only when the record is missing
 // (kind, queue, enqueued, ...: a PENDING write may still be on its way).
-// Returns {state, result, error, next_try, "", reason, replaced}: state is
-// STARTED when the caller should run the task (next_try is the recorded time
-// of this retry, unix ms, "0" if none), else the terminal state found, with
-// its reason field (or REVOKED, reason ReasonCancelled, for a cancelled
-// workflow), or REPLACED with the replacement's id as seventh element for a
-// task that replaced itself with a workflow (its handler must not run again).
-var startScript = redis.NewScript(`
-if ARGV[6] ~= "" and redis.call("HEXISTS", KEYS[1], "sup:" .. ARGV[6]) == 1 then
-  return {"SUPERSEDED", "", ""}
-end
-local cur = redis.call("HMGET", KEYS[1], "state", "result", "error", "next_try", "replaced", "reason")
-local st = cur[1]
-if st == "SUCCESS" or st == "FAILURE" or st == "REVOKED" then
-  return {st, cur[2] or "", cur[3] or "", "0", "", cur[6] or ""}
-end
-if cur[5] then return {"REPLACED", "", "", "0", "", "", cur[5]} end
-if ARGV[4] == "1" and redis.call("HGET", KEYS[2], "cancelled") == "1" then
-  local text = redis.call("HGET", KEYS[2], "cancel_reason") or "workflow cancelled"
-  redis.call("HSET", KEYS[1], "state", "REVOKED", "error", text, "finished", ARGV[2], "reason", "` + ReasonCancelled + `")
-  for i = 7, #ARGV, 2 do redis.call("HSETNX", KEYS[1], ARGV[i], ARGV[i+1]) end
-  redis.call("PEXPIRE", KEYS[1], ARGV[1])
-  redis.call("PUBLISH", ARGV[5], "REVOKED")
-  return {"REVOKED", "", text, "0", "", "` + ReasonCancelled + `"}
-end
-if not st then
-  for i = 7, #ARGV, 2 do redis.call("HSET", KEYS[1], ARGV[i], ARGV[i+1]) end
-end
-redis.call("HSET", KEYS[1], "state", "STARTED", "started", ARGV[2], "retries", ARGV[3])
-redis.call("HDEL", KEYS[1], "throttled", "throttled_until")
-redis.call("HINCRBY", KEYS[1], "executions", 1)
+// Returns {state, result, error[, next_try, "", reason, replaced, retries]}:
+// state is STARTED when the caller should run the task (next_try is the
+// recorded time of this retry, unix ms, "0" if none; retries the larger of
+// the record's count and asynq's, which a recovery copy or a resume starts
+// afresh), else the terminal state found with its reason field (or REVOKED,
+// reason ReasonCancelled, for a cancelled workflow), or REPLACED with the
+// replacement's id as seventh element for a task that replaced itself with a
+// workflow (its handler must not run again).
+var startScript = redis.NewScript(`local meta = 7` + luaStartChecks + `
+` + luaStartRecord + `
 redis.call("PEXPIRE", KEYS[1], ARGV[1])
-return {"STARTED", "", "", cur[4] or "0"}
+return {"STARTED", "", "", cur[4] or "0", "", "", "", retries}
 `)
 
 // finishScript records RETRY, SUCCESS, FAILURE or REVOKED and publishes the

@@ -17,10 +17,11 @@ const (
 // Terminal reports whether s is a final state.
 func (s State) Terminal() bool { return s == Success || s == Failure || s == Revoked }
 
-// Valid reports whether s is one of the six states.
+// Valid reports whether s is one of the six states, or WAITING (a parked
+// durable run, see durable.go).
 func (s State) Valid() bool {
 	switch s {
-	case Pending, Started, Retry, Success, Failure, Revoked:
+	case Pending, Started, Retry, Success, Failure, Revoked, Waiting:
 		return true
 	}
 	return false

@@ -76,13 +76,19 @@ var (
 		Name:      "throttled_total",
 		Help:      "Deliveries sent back to wait for a rate or concurrency limit (not retries), by kind and limit.",
 	}, []string{"kind", "limit"})
+
+	durableParks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace,
+		Name:      "durable_parks_total",
+		Help:      "Durable runs parked, by kind and what they wait for (children, sleep, event, retry).",
+	}, []string{"kind", "wait"})
 )
 
 func init() {
 	registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		taskDuration, taskRetries, workflowsFinished, llmTokens, llmCache, throttled,
+		taskDuration, taskRetries, workflowsFinished, llmTokens, llmCache, throttled, durableParks,
 	)
 }
 
@@ -111,6 +117,10 @@ func IncRetry(kind string) { taskRetries.WithLabelValues(kind).Inc() }
 func WorkflowFinished(kind, outcome string) {
 	workflowsFinished.WithLabelValues(kind, normOutcome(outcome)).Inc()
 }
+
+// DurableParked counts a durable run of kind parked waiting for wait
+// (children, sleep, event or retry).
+func DurableParked(kind, wait string) { durableParks.WithLabelValues(kind, wait).Inc() }
 
 // AddLLMTokens adds the token usage of one model call.
 func AddLLMTokens(model string, prompt, completion int) {

@@ -1,10 +1,11 @@
 // Command testworker is a baton worker process for tests that need real
 // processes: to kill one (SIGKILL) mid-task, or to run several that share
 // fleet-wide limits. It runs the task kind "block", whose handler records
-// its start and then blocks until it is cancelled, and the research "fetch"
+// its start and then blocks until it is cancelled, the research "fetch"
 // task, whose User-Agent is "testworker/<pid>" so a test server can tell
-// the processes apart. Flags set the limits, as BATON_RATE_LIMITS and
-// friends do for `baton worker`.
+// the processes apart, and with -durable the durable-run and heartbeat tasks
+// of durable.go. Flags set the limits, as BATON_RATE_LIMITS and friends do
+// for `baton worker`.
 //
 //	testworker -redis host:port                 a single Redis
 //	testworker -url REDIS_URL [-queue q] [-log key]
@@ -56,6 +57,8 @@ func main() {
 	flag.Var(&concs, "concurrency-limits", "fleet-wide concurrency limits per kind, e.g. fetch=2")
 	flag.Var(&perHost, "fetch-per-host", "per-host rate limit of fetch, e.g. 2/s")
 	lease := flag.Duration("lease", 0, "concurrency slot lease (WorkerOptions.LimitLease)")
+	durable := flag.Bool("durable", false, "also run the durable-run and heartbeat test tasks")
+	recoverEvery := flag.Duration("recover-interval", 0, "WorkerOptions.RecoverInterval (0: the default)")
 	flag.Parse()
 	var rdb redis.UniversalClient = redis.NewClient(&redis.Options{Addr: *addr})
 	if *rawURL != "" {
@@ -65,23 +68,33 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	if err := run(rdb, *queue, *logKey, *concurrency, rates, concs, perHost, *lease); err != nil {
+	if err := run(rdb, *queue, *logKey, *concurrency, rates, concs, perHost, *lease, *durable, *recoverEvery); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 }
 
-func run(rdb redis.UniversalClient, queue, logKey string, concurrency int, rates config.RateLimits, concs config.ConcurrencyLimits, perHost config.Rate, lease time.Duration) error {
+func run(rdb redis.UniversalClient, queue, logKey string, concurrency int, rates config.RateLimits, concs config.ConcurrencyLimits, perHost config.Rate, lease time.Duration,
+	durable bool, recoverEvery time.Duration) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	w, err := baton.NewWorker(rdb, &baton.WorkerOptions{Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
-		ShutdownTimeout: time.Second, Concurrency: concurrency, LimitLease: lease, Queues: map[string]int{queue: 1}})
+	opts := &baton.WorkerOptions{Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
+		ShutdownTimeout: time.Second, Concurrency: concurrency, LimitLease: lease, Queues: map[string]int{queue: 1},
+		RecoverInterval: recoverEvery}
+	if durable {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		opts.PollInterval = 20 * time.Millisecond
+	}
+	w, err := baton.NewWorker(rdb, opts)
 	if err != nil {
 		return err
 	}
 	f := tasks.NewFetcher(tasks.FetchConfig{Timeout: 10 * time.Second, AllowPrivate: true, UserAgent: fmt.Sprintf("testworker/%d", os.Getpid()),
 		PerHost: baton.RateLimit{Rate: perHost.N, Per: perHost.Per, Burst: perHost.Burst}})
 	defs := []baton.Definition{Block(rdb, logKey), tasks.FetchTask(f, 100*time.Millisecond)}
+	if durable {
+		defs = append(defs, durableTasks(rdb)...)
+	}
 	for i, d := range defs {
 		var rl []baton.RateLimit
 		var cl []baton.ConcurrencyLimit
