@@ -19,22 +19,25 @@ import (
 	openai "github.com/sashabaranov/go-openai"
 
 	"github.com/batonhq/baton"
+	"github.com/batonhq/baton/internal/defaults"
 	"github.com/batonhq/baton/metrics"
 )
 
-// Defaults for LLMConfig; a zero field takes these values.
+// Defaults for LLMConfig, the same as `baton worker`'s; a zero field takes
+// these values.
 const (
 	// DefaultSystemPrompt is the system prompt when neither LLMConfig.SystemPrompt
 	// nor AnalyzeArgs.Prompt sets one.
-	DefaultSystemPrompt = "Analyze the following data."
+	DefaultSystemPrompt = defaults.SystemPrompt
 	// DefaultLLMModel is the model asked for when LLMConfig.Model is empty.
-	DefaultLLMModel = "gpt-4o-mini"
-	// DefaultLLMTimeout bounds one chat-completion call.
-	DefaultLLMTimeout = 2 * time.Minute
-	// DefaultMaxInputChars caps the user message (about 25k tokens).
-	DefaultMaxInputChars = 100_000
+	DefaultLLMModel = defaults.LLMModel
+	// DefaultLLMTimeout bounds one chat-completion call (5m).
+	DefaultLLMTimeout = defaults.LLMTimeout
+	// DefaultMaxInputChars caps the user message (60,000 characters, about
+	// 15k tokens).
+	DefaultMaxInputChars = defaults.MaxInputChars
 	// DefaultLLMCacheTTL is how long a response stays in the Redis cache.
-	DefaultLLMCacheTTL = 168 * time.Hour
+	DefaultLLMCacheTTL = defaults.LLMCacheTTL
 	// OpenAIBaseURL is the endpoint used when only an API key is configured.
 	OpenAIBaseURL = "https://api.openai.com/v1"
 	// OfflineModel is AnalyzeResult.Model for results of the offline analyzer.

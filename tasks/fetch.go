@@ -17,14 +17,15 @@ import (
 	"time"
 
 	"github.com/batonhq/baton"
+	"github.com/batonhq/baton/internal/defaults"
 )
 
-// Defaults for FetchConfig's zero values.
+// Defaults for FetchConfig's zero values: the same as `baton worker`'s.
 const (
-	FetchTimeoutDefault             = 30 * time.Second
-	FetchMaxBodyDefault       int64 = 10 << 20 // 10 MiB
-	FetchRetryAfterCapDefault       = 10 * time.Minute
-	FetchUserAgentDefault           = "baton-fetch/1 (+https://github.com/batonhq/baton)"
+	FetchTimeoutDefault             = defaults.FetchTimeout
+	FetchMaxBodyDefault       int64 = defaults.FetchMaxBody // 10 MiB
+	FetchRetryAfterCapDefault       = defaults.FetchRetryAfterCap
+	FetchUserAgentDefault           = defaults.FetchUserAgent
 )
 
 const (
