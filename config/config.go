@@ -32,6 +32,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
 
 	"github.com/batonhq/baton/internal/defaults"
@@ -474,38 +475,29 @@ func FormatQueues(m map[string]int) string {
 	return strings.Join(parts, ",")
 }
 
-var byteUnits = []struct {
-	suffix string
-	mult   int64
-}{
-	// Longest suffixes first so "MiB" is not read as "B".
-	{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30},
-	{"kb", 1000}, {"mb", 1000 * 1000}, {"gb", 1000 * 1000 * 1000},
-	{"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30},
-	{"b", 1},
-}
-
 // ParseBytes reads a byte count: a plain integer ("10485760") or an integer
-// with a unit: B, KiB/MiB/GiB (powers of 1024), KB/MB/GB (powers of 1000),
-// K/M/G (powers of 1024). Units are case-insensitive.
+// with a unit: B, KiB, MiB, GiB, TiB ... (powers of 1024), KB, MB, GB, TB
+// ... (powers of 1000), or a bare K, M, G, T ... (powers of 1024). Units are
+// case-insensitive and may follow a space. github.com/dustin/go-humanize
+// reads the units; fractions ("1.5MiB") and digit grouping ("1,000") are
+// refused, so a limit is always a whole number of bytes.
 func ParseBytes(s string) (int64, error) {
-	const example = "use a number of bytes or a unit, e.g. 10485760 or 10MiB"
-	t := strings.ToLower(strings.TrimSpace(s))
-	mult := int64(1)
-	for _, u := range byteUnits {
-		if strings.HasSuffix(t, u.suffix) {
-			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
-			break
-		}
+	const example = "use a whole number of bytes or a unit, e.g. 10485760 or 10MiB"
+	t := strings.TrimSpace(s)
+	if strings.ContainsAny(t, ".,") {
+		return 0, errors.New("not a byte size; " + example)
 	}
-	n, err := strconv.ParseInt(t, 10, 64)
+	if t != "" && strings.ContainsRune("kmgtpeKMGTPE", rune(t[len(t)-1])) {
+		t += "i" // humanize reads a bare K as 1000, we as 1024
+	}
+	n, err := humanize.ParseBigBytes(t)
 	if err != nil {
 		return 0, errors.New("not a byte size; " + example)
 	}
-	if limit := int64(1<<63-1) / mult; n > limit || n < -limit {
+	if !n.IsInt64() {
 		return 0, errors.New("byte size too large; " + example)
 	}
-	return n * mult, nil
+	return n.Int64(), nil
 }
 
 // FormatBytes writes n with the largest binary unit that divides it exactly.
