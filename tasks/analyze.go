@@ -10,7 +10,6 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -405,35 +404,12 @@ func retryableStatus(code int) bool {
 	return code >= 500 || code == 0
 }
 
-// retryAfter reads retry-after-ms (OpenAI) or Retry-After (seconds or an
-// HTTP date). go-openai keeps the response headers on the returned response
-// value even when the call fails, so they are reachable.
+// retryAfter is how long the provider asked to wait (retryAfterHeader;
+// go-openai keeps the response headers on the returned response value even
+// when the call fails), capped at maxRetryAfter.
 func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
-	if h == nil {
-		return 0, false
-	}
-	var d time.Duration
-	if v := strings.TrimSpace(h.Get("Retry-After-Ms")); v != "" {
-		ms, err := strconv.ParseFloat(v, 64)
-		if err != nil || ms < 0 || math.IsNaN(ms) || math.IsInf(ms, 0) {
-			return 0, false
-		}
-		d = time.Duration(math.Min(ms, float64(maxRetryAfter/time.Millisecond)) * float64(time.Millisecond))
-	} else if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
-		if secs, err := strconv.ParseFloat(v, 64); err == nil {
-			if secs < 0 || math.IsNaN(secs) || math.IsInf(secs, 0) {
-				return 0, false
-			}
-			d = time.Duration(math.Min(secs, maxRetryAfter.Seconds()) * float64(time.Second))
-		} else if t, err := http.ParseTime(v); err == nil {
-			d = max(t.Sub(now), 0)
-		} else {
-			return 0, false
-		}
-	} else {
-		return 0, false
-	}
-	return min(d, maxRetryAfter), true
+	d, ok := retryAfterHeader(h, now)
+	return min(d, maxRetryAfter), ok
 }
 
 // redact removes the API key from s.
