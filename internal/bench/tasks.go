@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/batonhq/baton"
 )
@@ -133,27 +133,13 @@ func awaitDrained(ctx context.Context, rdb redis.UniversalClient, c *counter) er
 	}
 }
 
-// parallel runs fn(i) for i in [0, n) from g goroutines and returns the
-// first error.
+// parallel runs fn(i) for i in [0, n), g at a time, and returns the first
+// error; no call starts after it.
 func parallel(n, g int, fn func(i int) error) error {
-	var (
-		wg    sync.WaitGroup
-		once  sync.Once
-		first error
-		stop  atomic.Bool
-	)
-	for p := range g {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := p; i < n && !stop.Load(); i += g {
-				if err := fn(i); err != nil {
-					once.Do(func() { first = err })
-					stop.Store(true)
-				}
-			}
-		}()
+	eg, ctx := errgroup.WithContext(context.Background())
+	eg.SetLimit(g)
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		eg.Go(func() error { return fn(i) })
 	}
-	wg.Wait()
-	return first
+	return eg.Wait()
 }
