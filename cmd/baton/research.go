@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/batonhq/baton"
 	"github.com/batonhq/baton/backend"
@@ -152,11 +153,9 @@ model; otherwise an offline analyzer runs.`,
 	return cmd
 }
 
+// isTerminal reports whether w is a terminal (golang.org/x/term), where
+// progress redraws its lines in place.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }
