@@ -25,10 +25,6 @@ const (
 	envDashInsecureNoAuth = "BATON_DASH_INSECURE_NO_AUTH"
 )
 
-// Registered here so this file wires itself; drop the init and list newDashCmd
-// in root.go's commands instead if preferred (not both).
-func init() { commands = append(commands, newDashCmd) }
-
 // dashAddrDefault keeps the dashboard on this machine unless --addr says
 // otherwise.
 const dashAddrDefault = "127.0.0.1:8080"

@@ -18,11 +18,6 @@ import (
 	"github.com/batonhq/baton/tasks"
 )
 
-func init() {
-	commands = append(commands, newResearchCmd, newDemoCmd)
-	extraDefinitions = researchDefinitions
-}
-
 // researchDefinitions are the fetch and analyze tasks built from the
 // configuration (the worker's BATON_FETCH_* and LLM settings).
 func researchDefinitions(cfg config.Config, rdb redis.UniversalClient) []baton.Definition {
