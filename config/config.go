@@ -321,7 +321,7 @@ func setField(ptr any, raw string) error {
 		}
 		*p = n
 	case *bool:
-		b, err := parseBool(s)
+		b, err := ParseBool(s)
 		if err != nil {
 			return err
 		}
@@ -346,8 +346,11 @@ func setField(ptr any, raw string) error {
 	return nil
 }
 
-func parseBool(s string) (bool, error) {
-	switch strings.ToLower(s) {
+// ParseBool reads a boolean setting: true, t, yes, y, on or 1, and false,
+// f, no, n, off or 0, in any case. Every boolean variable baton reads takes
+// these forms.
+func ParseBool(s string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
 	case "1", "t", "true", "yes", "y", "on":
 		return true, nil
 	case "0", "f", "false", "no", "n", "off":

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -62,9 +61,9 @@ are refused on every route whatever the settings.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !cmd.Flags().Changed("insecure-no-auth") {
 				if v := os.Getenv(envDashInsecureNoAuth); v != "" {
-					b, err := strconv.ParseBool(v)
+					b, err := config.ParseBool(v)
 					if err != nil {
-						return usageErrorf("%s=%q: not a boolean; use true or false", envDashInsecureNoAuth, v)
+						return usageErrorf("%s=%q: %w", envDashInsecureNoAuth, v, err)
 					}
 					insecureNA = b
 				}
