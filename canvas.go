@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/batonhq/baton/backend"
 	"github.com/batonhq/baton/chain"
@@ -381,34 +381,25 @@ func (c *Client) stepMessages(plan *chain.Plan, planJSON []byte, ds []chain.Disp
 	return msgs, nil
 }
 
-// sendAll sends messages, several at a time for large fan-outs. The first
+// sendAll sends messages, eight at a time for large fan-outs. The first
 // error stops the others and is the one returned.
 func (c *Client) sendAll(ctx context.Context, msgs []*message) error {
 	const par = 8
 	if len(msgs) <= par {
 		return c.send(ctx, msgs)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg    sync.WaitGroup
-		once  sync.Once
-		first error
-	)
-	for p := range par {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := p; i < len(msgs); i += par {
-				if err := c.send(ctx, msgs[i:i+1]); err != nil {
-					once.Do(func() { first = err; cancel() })
-					return
-				}
-			}
-		}()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(par)
+	started := 0
+	for ; started < len(msgs) && gctx.Err() == nil; started++ {
+		m := msgs[started : started+1]
+		g.Go(func() error { return c.send(gctx, m) })
 	}
-	wg.Wait()
-	return first
+	err := g.Wait()
+	if err == nil && started < len(msgs) {
+		err = ctx.Err() // the caller's context ended before every message was sent
+	}
+	return err
 }
 
 // Workflow returns a handle on a submitted workflow.

@@ -21,7 +21,8 @@ type Record = backend.Record
 
 // ClientOptions configure a Client. The zero value is valid.
 type ClientOptions struct {
-	// ResultTTL is how long task records are kept. Defaults to 24h.
+	// ResultTTL is how long task records are kept, at least 1s. Defaults
+	// to 24h.
 	ResultTTL time.Duration
 	// MaxPayloadBytes caps a task's encoded message, each message of a
 	// canvas included. Defaults to MaxPayloadBytesDefault (1 MiB). Pass
@@ -78,9 +79,6 @@ func NewClient(rdb redis.UniversalClient, opts *ClientOptions) (*Client, error) 
 	var o ClientOptions
 	if opts != nil {
 		o = *opts
-	}
-	if o.ResultTTL < 0 {
-		return nil, fmt.Errorf("baton: ResultTTL %v is negative: records cannot expire immediately; use e.g. 24h", o.ResultTTL)
 	}
 	if err := errors.Join(orDefault("MaxPayloadBytes", &o.MaxPayloadBytes, MaxPayloadBytesDefault),
 		orDefault("MaxCanvasTasks", &o.MaxCanvasTasks, MaxCanvasTasksDefault),

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/batonhq/baton"
+	"github.com/batonhq/baton/tasks"
 )
 
 // TestStateTransitions checks that every state a task passes through is
@@ -111,6 +112,26 @@ func TestStateTransitions(t *testing.T) {
 		require.False(t, rec.FinishedAt.IsZero())
 		require.Zero(t, ran.count(h.ID))
 	})
+}
+
+// TestWorkerDefaultQueues: a worker given no queues serves default, llm
+// and low, the queues of `baton worker`, so a library user's worker runs
+// the analyze task (queue llm) as well as the fetch task (queue default).
+func TestWorkerDefaultQueues(t *testing.T) {
+	b := setup(t)
+	ctx := ctxTimeout(t, 30*time.Second)
+	double := func(q string) *baton.Task[int, int] {
+		return baton.NewTask("double-"+q, func(_ context.Context, n int) (int, error) { return 2 * n, nil }, &baton.TaskOptions{Queue: q})
+	}
+	onDefault, onLLM, onLow := double(baton.QueueDefault), double(tasks.AnalyzeQueue), double("low")
+	b.startWorker(t, nil, onDefault, onLLM, onLow)
+	for _, task := range []*baton.Task[int, int]{onDefault, onLLM, onLow} {
+		h, err := task.Enqueue(ctx, b.client, 21, nil)
+		require.NoError(t, err)
+		got, err := h.Get(ctx)
+		require.NoError(t, err, task.Kind())
+		require.Equal(t, 42, got, task.Kind())
+	}
 }
 
 // TestDefaultsAndOverrides checks that per-call options override a task's

@@ -7,24 +7,25 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/backend"
+	"github.com/batonhq/baton/internal/defaults"
 )
 
 // Defaults for task registration.
 const (
 	// QueueDefault is the queue a task runs on unless told otherwise.
-	QueueDefault = "default"
+	QueueDefault = defaults.Queue
 	// TimeoutDefault bounds one attempt of a task when neither its
 	// registration nor the call sets a Timeout.
 	TimeoutDefault = 30 * time.Minute
 	// MaxPayloadBytesDefault is the largest encoded task message Enqueue
 	// accepts (ClientOptions.MaxPayloadBytes).
-	MaxPayloadBytesDefault = 1 << 20
+	MaxPayloadBytesDefault = defaults.MaxPayloadBytes
 	// MaxCanvasTasksDefault is the most tasks one canvas may hold
 	// (ClientOptions.MaxCanvasTasks).
-	MaxCanvasTasksDefault = 100_000
+	MaxCanvasTasksDefault = defaults.MaxCanvasTasks
 	// MaxCanvasBytesDefault is the largest encoded plan of one canvas
 	// (ClientOptions.MaxCanvasBytes).
-	MaxCanvasBytesDefault = 64 << 20
+	MaxCanvasBytesDefault = defaults.MaxCanvasBytes
 )
 
 // RetryPolicy says how long to wait before retry n (0 for the first retry).
@@ -191,16 +192,13 @@ func subMillisecond(name string, d time.Duration, zero string) error {
 	return nil
 }
 
+// validQueue checks a queue option: "" (the default) or a name that passes
+// defaults.CheckQueue.
 func validQueue(q string) error {
 	if q == "" {
 		return nil
 	}
-	for _, r := range q {
-		if r <= ' ' || r == '{' || r == '}' || r == ',' || r == '=' {
-			return fmt.Errorf("queue name %q has a space, comma, '=' or brace: use letters, digits, '-', '_' or '.'", q)
-		}
-	}
-	return nil
+	return defaults.CheckQueue(q)
 }
 
 // EnqueueOpts override a task's registered defaults for one call. A nil

@@ -17,14 +17,15 @@ import (
 
 	"github.com/batonhq/baton/backend"
 	"github.com/batonhq/baton/chain"
+	"github.com/batonhq/baton/internal/defaults"
 	"github.com/batonhq/baton/metrics"
 )
 
 // Worker defaults.
 const (
-	ConcurrencyDefault           = 10
-	ShutdownTimeoutDefault       = 30 * time.Second
-	WorkerMaxPayloadBytesDefault = 512 << 20
+	ConcurrencyDefault           = defaults.Concurrency
+	ShutdownTimeoutDefault       = defaults.ShutdownTimeout
+	WorkerMaxPayloadBytesDefault = defaults.WorkerMaxPayloadBytes
 )
 
 // WorkerOptions configure a Worker. The zero value is valid.
@@ -33,7 +34,8 @@ type WorkerOptions struct {
 	Concurrency int
 	// Queues to consume, with weights: {"default": 6, "llm": 3, "low": 1}
 	// serves default 60% of the time when all have work. Defaults to
-	// {"default": 1}.
+	// exactly that, the queues of `baton worker`: the fetch task runs on
+	// default, the analyze task on llm.
 	Queues map[string]int
 	// StrictPriority serves a queue only when every heavier queue is empty.
 	StrictPriority bool
@@ -114,15 +116,10 @@ func NewWorker(rdb redis.UniversalClient, opts *WorkerOptions) (*Worker, error) 
 		o.Concurrency = ConcurrencyDefault
 	}
 	if len(o.Queues) == 0 {
-		o.Queues = map[string]int{QueueDefault: 1}
+		o.Queues = defaults.Queues()
 	}
-	for q, w := range o.Queues {
-		if err := validQueue(q); err != nil || q == "" {
-			return nil, fmt.Errorf("baton: worker queue %q: invalid name", q)
-		}
-		if w <= 0 {
-			return nil, fmt.Errorf("baton: queue %q has weight %d: weights must be ≥ 1", q, w)
-		}
+	if err := defaults.CheckQueues(o.Queues); err != nil {
+		return nil, fmt.Errorf("baton: WorkerOptions.Queues: %w", err)
 	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = ShutdownTimeoutDefault

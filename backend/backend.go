@@ -21,10 +21,12 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/batonhq/baton/internal/defaults"
 )
 
 // ResultTTLDefault is how long records are kept when Options.ResultTTL is unset.
-const ResultTTLDefault = 24 * time.Hour
+const ResultTTLDefault = defaults.ResultTTL
 
 // ErrNotFound is returned for an id the backend has no record of.
 var ErrNotFound = errors.New("baton: task not found")
@@ -61,8 +63,8 @@ func New(rdb redis.UniversalClient, opts Options) (*Backend, error) {
 	if opts.ResultTTL == 0 {
 		opts.ResultTTL = ResultTTLDefault
 	}
-	if opts.ResultTTL < time.Second {
-		return nil, fmt.Errorf("backend: ResultTTL %v is under 1s: results would vanish before anyone reads them; use e.g. 24h", opts.ResultTTL)
+	if opts.ResultTTL < defaults.MinResultTTL {
+		return nil, fmt.Errorf("backend: ResultTTL %v is under %v: results would vanish before anyone reads them; use e.g. 24h", opts.ResultTTL, defaults.MinResultTTL)
 	}
 	b := &Backend{
 		rdb:   rdb,

@@ -2,14 +2,15 @@ package beat
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 	_ "time/tzdata" // timezones work in minimal container images
@@ -61,7 +62,30 @@ type Entry struct {
 	sched cron.Schedule // nil for Every
 }
 
-var entryFields = []string{"name", "cron", "every", "timezone", "task", "args", "options", "canvas"}
+// scheduleFile and entryFile are the schedule document as written, decoded
+// by yaml with typed fields. Keys they do not know land in Unknown (a yaml
+// inline map), so that the error names its entry. Every is a duration
+// string or a number of seconds; args, options and canvas are any YAML,
+// passed on as JSON.
+type scheduleFile struct {
+	Timezone string         `yaml:"timezone"`
+	Entries  []yaml.Node    `yaml:"entries"` // decoded one by one, so errors name their entry
+	Unknown  map[string]any `yaml:",inline"`
+}
+
+type entryFile struct {
+	Name     string         `yaml:"name"`
+	Cron     string         `yaml:"cron"`
+	Every    any            `yaml:"every"`
+	Timezone string         `yaml:"timezone"`
+	Task     string         `yaml:"task"`
+	Args     any            `yaml:"args"`
+	Options  any            `yaml:"options"`
+	Canvas   any            `yaml:"canvas"`
+	Unknown  map[string]any `yaml:",inline"`
+}
+
+const entryFields = "name, cron, every, timezone, task, args, options, canvas"
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,100}$`)
 
@@ -81,46 +105,44 @@ func Load(path string) (*Schedule, error) {
 // Parse parses and validates a schedule document. Errors name the entry
 // and the field at fault, e.g. `entries[2] "nightly": cron: ...`.
 func Parse(data []byte) (*Schedule, error) {
-	var doc any
+	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("not valid YAML or JSON: %w", err)
 	}
-	top, ok := doc.(map[string]any)
-	if !ok {
+	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
 		return nil, errors.New(`expected a mapping with "entries" (and optionally "timezone") at the top`)
 	}
-	for k := range top {
-		if k != "entries" && k != "timezone" {
-			return nil, fmt.Errorf("unknown top-level field %q (known: timezone, entries)", k)
+	var f scheduleFile
+	if err := doc.Decode(&f); err != nil {
+		return nil, yamlError(err)
+	}
+	if k := firstKey(f.Unknown); k != "" {
+		return nil, fmt.Errorf("unknown top-level field %q (known: timezone, entries)", k)
+	}
+	s := &Schedule{Timezone: f.Timezone}
+	if s.Timezone != "" {
+		if _, err := time.LoadLocation(s.Timezone); err != nil {
+			return nil, fmt.Errorf("timezone: unknown time zone %q: use an IANA name such as UTC or Europe/Paris", s.Timezone)
 		}
 	}
-	s := &Schedule{}
-	if v, ok := top["timezone"]; ok {
-		tz, ok := v.(string)
-		if !ok {
-			return nil, errors.New("timezone: expected a string such as UTC or Europe/Paris")
-		}
-		if _, err := time.LoadLocation(tz); err != nil {
-			return nil, fmt.Errorf("timezone: unknown time zone %q: use an IANA name such as UTC or Europe/Paris", tz)
-		}
-		s.Timezone = tz
-	}
-	list, ok := top["entries"].([]any)
-	if !ok {
-		return nil, errors.New(`entries: expected a list of entries`)
-	}
-	if len(list) == 0 {
+	if len(f.Entries) == 0 {
 		return nil, errors.New("entries: the list is empty: nothing to schedule")
 	}
 	seen := map[string]int{}
-	for i, raw := range list {
-		e, err := parseEntry(raw, s.Timezone)
+	for i := range f.Entries {
+		var ef entryFile
+		err := yamlError(f.Entries[i].Decode(&ef)) // decoding goes on past a bad field: the name is kept
+		if err == nil {
+			err = ef.check()
+		}
+		var e *Entry
+		if err == nil {
+			e, err = ef.entry(s.Timezone)
+		}
 		if err != nil {
 			where := fmt.Sprintf("entries[%d]", i)
-			if m, ok := raw.(map[string]any); ok {
-				if n, ok := m["name"].(string); ok && n != "" {
-					where += fmt.Sprintf(" %q", n)
-				}
+			if ef.Name != "" {
+				where += fmt.Sprintf(" %q", ef.Name)
 			}
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
@@ -133,105 +155,71 @@ func Parse(data []byte) (*Schedule, error) {
 	return s, nil
 }
 
-func parseEntry(raw any, defTZ string) (*Entry, error) {
-	m, ok := raw.(map[string]any)
-	if !ok {
-		return nil, errors.New("expected a mapping with name, cron or every, and task or canvas")
+// check reports an unknown field, and the fields given together that
+// exclude each other.
+func (f *entryFile) check() error {
+	if k := firstKey(f.Unknown); k != "" {
+		return fmt.Errorf("unknown field %q (known: %s)", k, entryFields)
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+	switch {
+	case f.Name == "":
+		return errors.New("name: missing")
+	case !nameRE.MatchString(f.Name):
+		return fmt.Errorf("name: %q: use 1 to 100 letters, digits, '-' and '_' (it is part of every run's task id)", f.Name)
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if !slices.Contains(entryFields, k) {
-			return nil, fmt.Errorf("unknown field %q (known: %s)", k, strings.Join(entryFields, ", "))
-		}
-	}
-	e := &Entry{}
-	str := func(field string) (string, error) {
-		v, ok := m[field]
-		if !ok || v == nil {
-			return "", nil
-		}
-		s, ok := v.(string)
-		if !ok {
-			return "", fmt.Errorf("%s: expected a string, got %v", field, v)
-		}
-		return s, nil
-	}
-	var err error
-	if e.Name, err = str("name"); err != nil {
-		return nil, err
-	}
-	if e.Name == "" {
-		return nil, errors.New("name: missing")
-	}
-	if !nameRE.MatchString(e.Name) {
-		return nil, fmt.Errorf("name: %q: use 1 to 100 letters, digits, '-' and '_' (it is part of every run's task id)", e.Name)
-	}
+	return nil
+}
 
-	if e.Timezone, err = str("timezone"); err != nil {
-		return nil, err
-	}
-	if e.Timezone == "" {
-		e.Timezone = defTZ
-	}
-	if e.Timezone == "" {
-		e.Timezone = "UTC"
-	}
+// entry validates the entry and builds it; defTZ is the file's timezone.
+func (f *entryFile) entry(defTZ string) (*Entry, error) {
+	e := &Entry{Name: f.Name, Cron: f.Cron, Task: f.Task, Timezone: cmp.Or(f.Timezone, defTZ, "UTC")}
+	var err error
 	if e.loc, err = time.LoadLocation(e.Timezone); err != nil {
 		return nil, fmt.Errorf("timezone: unknown time zone %q: use an IANA name such as UTC or Europe/Paris", e.Timezone)
 	}
 
-	if e.Cron, err = str("cron"); err != nil {
-		return nil, err
-	}
-	every, hasEvery := m["every"]
 	switch {
-	case e.Cron != "" && hasEvery:
+	case f.Cron != "" && f.Every != nil:
 		return nil, errors.New("cron and every: give one of them, not both")
-	case e.Cron == "" && !hasEvery:
+	case f.Cron == "" && f.Every == nil:
 		return nil, errors.New(`cron or every: missing; e.g. cron: "*/5 * * * *" or every: 30s`)
-	case e.Cron != "":
-		if e.sched, err = parseCron(e.Cron, e.loc); err != nil {
-			return nil, fmt.Errorf("cron: %q: %w", e.Cron, err)
+	case f.Cron != "":
+		if e.sched, err = parseCron(f.Cron, e.loc); err != nil {
+			return nil, fmt.Errorf("cron: %q: %w", f.Cron, err)
 		}
 	default:
-		if e.Every, err = parseEvery(every); err != nil {
+		if e.Every, err = parseEvery(f.Every); err != nil {
 			return nil, fmt.Errorf("every: %w", err)
 		}
 	}
 
-	if e.Task, err = str("task"); err != nil {
-		return nil, err
-	}
-	_, hasCanvas := m["canvas"]
 	switch {
-	case e.Task != "" && hasCanvas:
+	case f.Task != "" && f.Canvas != nil:
 		return nil, errors.New("task and canvas: give one of them, not both")
-	case e.Task == "" && !hasCanvas:
+	case f.Task == "" && f.Canvas == nil:
 		return nil, errors.New("task or canvas: missing; give a task kind (with args) or a JSON canvas")
-	case hasCanvas:
-		for _, f := range []string{"args", "options"} {
-			if _, ok := m[f]; ok {
-				return nil, fmt.Errorf("%s: not allowed with canvas; put args and options on the canvas's tasks", f)
-			}
+	case f.Canvas != nil:
+		const notWithCanvas = "%s: not allowed with canvas; put args and options on the canvas's tasks"
+		if f.Args != nil {
+			return nil, fmt.Errorf(notWithCanvas, "args")
 		}
-		if e.Canvas, err = toJSON(m["canvas"]); err != nil {
+		if f.Options != nil {
+			return nil, fmt.Errorf(notWithCanvas, "options")
+		}
+		if e.Canvas, err = toJSON(f.Canvas); err != nil {
 			return nil, fmt.Errorf("canvas: %w", err)
 		}
 		if _, err := chain.Parse(e.Canvas); err != nil {
 			return nil, fmt.Errorf("canvas: %w", err)
 		}
 	default:
-		if v, ok := m["args"]; ok {
-			if e.Args, err = toJSON(v); err != nil {
+		if f.Args != nil {
+			if e.Args, err = toJSON(f.Args); err != nil {
 				return nil, fmt.Errorf("args: %w", err)
 			}
 		}
-		if v, ok := m["options"]; ok {
-			raw, err := toJSON(v)
+		if f.Options != nil {
+			raw, err := toJSON(f.Options)
 			if err != nil {
 				return nil, fmt.Errorf("options: %w", err)
 			}
@@ -246,6 +234,33 @@ func parseEntry(raw any, defTZ string) (*Entry, error) {
 		}
 	}
 	return e, nil
+}
+
+// firstKey is the first of m's keys in sorted order, or "".
+func firstKey(m map[string]any) string {
+	if len(m) == 0 {
+		return ""
+	}
+	return slices.Min(slices.Collect(maps.Keys(m)))
+}
+
+// yamlTypeWords put yaml's decoding errors in the schedule's words: "line
+// 3: cannot unmarshal !!seq `[a]` into string" reads "line 3: cannot read
+// !!seq `[a]` as a string".
+var yamlTypeWords = strings.NewReplacer(
+	"cannot unmarshal", "cannot read",
+	" into string", " as a string",
+	" into []yaml.Node", " as a list",
+	" into beat.entryFile", " as a mapping",
+	" into beat.scheduleFile", " as a mapping",
+)
+
+func yamlError(err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	return errors.New(yamlTypeWords.Replace(te.Errors[0]))
 }
 
 var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)

@@ -51,6 +51,13 @@ entries:
 	require.EqualError(t, s.CheckKinds([]string{"fetch", "analyze"}),
 		`entries "heartbeat": task: unknown task kind "echo" (known: fetch, analyze)`)
 
+	// YAML anchors work across entries.
+	anchored, err := beat.Parse([]byte("entries:\n" +
+		"  - {name: a, every: 1s, task: echo, options: &opts {queue: low}}\n" +
+		"  - {name: b, every: 2s, task: echo, options: *opts}\n"))
+	require.NoError(t, err)
+	require.Equal(t, "low", anchored.Entries[1].Options.Queue)
+
 	js, err := beat.Parse([]byte(`{"entries":[{"name":"j","every":"5s","task":"echo","args":[1,2]}]}`))
 	require.NoError(t, err)
 	require.JSONEq(t, `[1,2]`, string(js.Entries[0].Args))
@@ -82,6 +89,11 @@ entries: [{name: a, every: 1s, task: echo}]`, `timezone: unknown time zone "Mars
 		{`entries: [{name: a, every: 1s, task: echo, crom: x}]`, `entries[0] "a": unknown field "crom"`},
 		{`entries: [{name: a, every: 1s, task: echo}, {name: a, every: 2s, task: echo}]`, `entries[1] "a": name: already used by entries[0]`},
 		{"entries:\n  - name: a\n   every: 1s", `not valid YAML or JSON`},
+		{`{"entries":[{"name":"a","every":"1s","task":"echo"},{"name":"b","every":"1s","task":"echo","bogus":1}]}`,
+			`entries[1] "b": unknown field "bogus" (known: name, cron, every, timezone, task, args, options, canvas)`},
+		{`entries: [5]`, `entries[0]: line 1: cannot read !!int ` + "`5`" + ` as a mapping`},
+		{`entries: [{name: a, every: 1s, task: [x]}]`, `entries[0] "a": line 1: cannot read !!seq as a string`},
+		{`entries: 5`, `line 1: cannot read !!int ` + "`5`" + ` as a list`},
 	} {
 		_, err := beat.Parse([]byte(tc.doc))
 		require.Error(t, err, tc.doc)

@@ -24,42 +24,48 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"net/url"
 	"os"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
+
+	"github.com/batonhq/baton/internal/defaults"
 )
 
-// Defaults of the Config fields that are not zero.
+// Defaults of the Config fields that are not zero. Those a library user
+// meets too (baton.WorkerOptions, tasks.FetchConfig, tasks.LLMConfig) come
+// from one place, so that `baton worker` and NewWorker agree.
 const (
 	RedisURLDefault           = "redis://127.0.0.1:6379/0"
 	RedisDialTimeoutDefault   = 5 * time.Second
-	ResultTTLDefault          = 24 * time.Hour
-	ConcurrencyDefault        = 10
-	QueuesDefault             = "default=6,llm=3,low=1"
-	ShutdownTimeoutDefault    = 30 * time.Second
+	ResultTTLDefault          = defaults.ResultTTL
+	ConcurrencyDefault        = defaults.Concurrency
+	ShutdownTimeoutDefault    = defaults.ShutdownTimeout
 	LogLevelDefault           = "info"
 	LogFormatDefault          = "text"
-	FetchTimeoutDefault       = 30 * time.Second
-	FetchMaxBodyDefault       = int64(10 << 20) // 10 MiB
-	FetchUserAgentDefault     = "baton/0.1 (+https://github.com/batonhq/baton)"
-	FetchRetryDelayDefault    = 60 * time.Second
-	FetchRetryAfterCapDefault = 10 * time.Minute
-	ModelDefault              = "gpt-4o-mini"
-	LLMTimeoutDefault         = 5 * time.Minute
-	SystemPromptDefault       = "Analyze the following data."
-	MaxInputCharsDefault      = 60000
-	LLMCacheTTLDefault        = 168 * time.Hour
-	MaxCanvasTasksDefault     = 100_000
-	MaxCanvasBytesDefault     = int64(64 << 20) // 64 MiB
+	FetchTimeoutDefault       = defaults.FetchTimeout
+	FetchMaxBodyDefault       = int64(defaults.FetchMaxBody)
+	FetchUserAgentDefault     = defaults.FetchUserAgent
+	FetchRetryDelayDefault    = defaults.FetchRetryDelay
+	FetchRetryAfterCapDefault = defaults.FetchRetryAfterCap
+	ModelDefault              = defaults.LLMModel
+	LLMTimeoutDefault         = defaults.LLMTimeout
+	SystemPromptDefault       = defaults.SystemPrompt
+	MaxInputCharsDefault      = defaults.MaxInputChars
+	LLMCacheTTLDefault        = defaults.LLMCacheTTL
+	MaxCanvasTasksDefault     = defaults.MaxCanvasTasks
+	MaxCanvasBytesDefault     = int64(defaults.MaxCanvasBytes)
 )
+
+// QueuesDefault is the default of BATON_QUEUES, "default=6,llm=3,low=1",
+// the queues a baton.Worker serves when none are given.
+var QueuesDefault = FormatQueues(defaults.Queues())
 
 // Config is every setting baton reads. Build it with Default or FromEnv.
 type Config struct {
@@ -239,16 +245,12 @@ func (c *Config) fields() []field {
 
 // Default returns the configuration used when nothing is set.
 func Default() Config {
-	q, err := ParseQueues(QueuesDefault)
-	if err != nil {
-		panic("config: bad QueuesDefault: " + err.Error())
-	}
 	return Config{
 		RedisURL:           RedisURLDefault,
 		RedisDialTimeout:   RedisDialTimeoutDefault,
 		ResultTTL:          ResultTTLDefault,
 		Concurrency:        ConcurrencyDefault,
-		Queues:             q,
+		Queues:             defaults.Queues(),
 		ShutdownTimeout:    ShutdownTimeoutDefault,
 		LogLevel:           LogLevelDefault,
 		LogFormat:          LogFormatDefault,
@@ -319,7 +321,7 @@ func setField(ptr any, raw string) error {
 		}
 		*p = n
 	case *bool:
-		b, err := parseBool(s)
+		b, err := ParseBool(s)
 		if err != nil {
 			return err
 		}
@@ -344,8 +346,11 @@ func setField(ptr any, raw string) error {
 	return nil
 }
 
-func parseBool(s string) (bool, error) {
-	switch strings.ToLower(s) {
+// ParseBool reads a boolean setting: true, t, yes, y, on or 1, and false,
+// f, no, n, off or 0, in any case. Every boolean variable baton reads takes
+// these forms.
+func ParseBool(s string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
 	case "1", "t", "true", "yes", "y", "on":
 		return true, nil
 	case "0", "f", "false", "no", "n", "off":
@@ -436,33 +441,21 @@ func (q *queuesValue) Set(s string) error {
 func ParseQueues(s string) (map[string]int, error) {
 	const example = "use e.g. default=6,llm=3,low=1 or default,llm"
 	m := map[string]int{}
-	for part := range strings.SplitSeq(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue // tolerate "a,b," and empty input (caught by Validate)
+	err := parseList(s, "queue", example, true, func(name, weight string, hasWeight bool) error {
+		if err := defaults.CheckQueue(name); err != nil {
+			return err
 		}
-		name, weight, hasWeight := strings.Cut(part, "=")
-		name = strings.TrimSpace(name)
-		if name == "" {
-			return nil, fmt.Errorf("%q has no queue name; %s", part, example)
-		}
-		if strings.ContainsAny(name, " \t:") {
-			return nil, fmt.Errorf("queue name %q contains a space or colon; %s", name, example)
-		}
-		w := 1
+		m[name] = 1
 		if hasWeight {
-			n, err := strconv.Atoi(strings.TrimSpace(weight))
+			n, err := strconv.Atoi(weight)
 			if err != nil || n < 1 {
-				return nil, fmt.Errorf("queue %q: weight %q is not a whole number >= 1; %s", name, weight, example)
+				return fmt.Errorf("queue %q: weight %q is not a whole number >= 1; %s", name, weight, example)
 			}
-			w = n
+			m[name] = n
 		}
-		if _, dup := m[name]; dup {
-			return nil, fmt.Errorf("queue %q is listed twice; %s", name, example)
-		}
-		m[name] = w
-	}
-	return m, nil
+		return nil
+	})
+	return m, err
 }
 
 // FormatQueues writes queue weights as ParseQueues reads them, heaviest
@@ -485,38 +478,29 @@ func FormatQueues(m map[string]int) string {
 	return strings.Join(parts, ",")
 }
 
-var byteUnits = []struct {
-	suffix string
-	mult   int64
-}{
-	// Longest suffixes first so "MiB" is not read as "B".
-	{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30},
-	{"kb", 1000}, {"mb", 1000 * 1000}, {"gb", 1000 * 1000 * 1000},
-	{"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30},
-	{"b", 1},
-}
-
 // ParseBytes reads a byte count: a plain integer ("10485760") or an integer
-// with a unit: B, KiB/MiB/GiB (powers of 1024), KB/MB/GB (powers of 1000),
-// K/M/G (powers of 1024). Units are case-insensitive.
+// with a unit: B, KiB, MiB, GiB, TiB ... (powers of 1024), KB, MB, GB, TB
+// ... (powers of 1000), or a bare K, M, G, T ... (powers of 1024). Units are
+// case-insensitive and may follow a space. github.com/dustin/go-humanize
+// reads the units; fractions ("1.5MiB") and digit grouping ("1,000") are
+// refused, so a limit is always a whole number of bytes.
 func ParseBytes(s string) (int64, error) {
-	const example = "use a number of bytes or a unit, e.g. 10485760 or 10MiB"
-	t := strings.ToLower(strings.TrimSpace(s))
-	mult := int64(1)
-	for _, u := range byteUnits {
-		if strings.HasSuffix(t, u.suffix) {
-			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
-			break
-		}
+	const example = "use a whole number of bytes or a unit, e.g. 10485760 or 10MiB"
+	t := strings.TrimSpace(s)
+	if strings.ContainsAny(t, ".,") {
+		return 0, errors.New("not a byte size; " + example)
 	}
-	n, err := strconv.ParseInt(t, 10, 64)
+	if t != "" && strings.ContainsRune("kmgtpeKMGTPE", rune(t[len(t)-1])) {
+		t += "i" // humanize reads a bare K as 1000, we as 1024
+	}
+	n, err := humanize.ParseBigBytes(t)
 	if err != nil {
 		return 0, errors.New("not a byte size; " + example)
 	}
-	if limit := int64(1<<63-1) / mult; n > limit || n < -limit {
+	if !n.IsInt64() {
 		return 0, errors.New("byte size too large; " + example)
 	}
-	return n * mult, nil
+	return n.Int64(), nil
 }
 
 // FormatBytes writes n with the largest binary unit that divides it exactly.
@@ -629,16 +613,17 @@ func (c Config) Validate() error {
 	}
 	positive(&c.RedisDialTimeout, "a call must give up on an unreachable Redis", "5s")
 	positive(&c.ResultTTL, "results cannot expire immediately", "24h")
+	if c.ResultTTL > 0 && c.ResultTTL < defaults.MinResultTTL {
+		bad(&c.ResultTTL, fmt.Sprintf("must be at least %v (results would vanish before anyone reads them); use e.g. 24h", defaults.MinResultTTL))
+	}
 	if c.Concurrency < 1 {
 		bad(&c.Concurrency, "must be at least 1 (tasks a worker runs at once); use e.g. 10")
 	}
 	if len(c.Queues) == 0 {
 		bad(&c.Queues, "must name at least one queue; use e.g. default=6,llm=3,low=1")
 	}
-	for _, name := range slices.Sorted(maps.Keys(c.Queues)) {
-		if w := c.Queues[name]; name == "" || w < 1 {
-			bad(&c.Queues, fmt.Sprintf("queue %q has weight %d: every queue needs a name and a weight >= 1; use e.g. default=6,llm=3,low=1", name, w))
-		}
+	if err := defaults.CheckQueues(c.Queues); err != nil {
+		bad(&c.Queues, err.Error()+"; use e.g. "+QueuesDefault)
 	}
 	positive(&c.ShutdownTimeout, "in-flight tasks need time to finish on SIGTERM", "30s")
 	if _, ok := logLevels[strings.ToLower(c.LogLevel)]; !ok {

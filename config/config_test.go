@@ -203,15 +203,20 @@ func TestParseBytes(t *testing.T) {
 		{"0", 0}, {"1024", 1024}, {"10MiB", 10 << 20}, {"10mib", 10 << 20}, {"10 MiB", 10 << 20},
 		{"512KiB", 512 << 10}, {"1GiB", 1 << 30}, {"1MB", 1000000}, {"2kb", 2000},
 		{"4k", 4096}, {"3M", 3 << 20}, {"100B", 100},
+		{"1TiB", 1 << 40}, {"2 TB", 2e12}, {"4Ki", 4096}, {"7EiB", 7 << 60}, {"9223372036854775807", 1<<63 - 1},
 	}
 	for _, tt := range tests {
 		got, err := config.ParseBytes(tt.in)
 		require.NoError(t, err, tt.in)
 		require.Equal(t, tt.want, got, tt.in)
 	}
-	for _, bad := range []string{"", "MiB", "1.5MiB", "ten", "99999999999GiB"} {
+	for _, bad := range []string{"", "MiB", "1.5MiB", "ten", "1,000", "-5", "1e3", "10 parsecs"} {
 		_, err := config.ParseBytes(bad)
-		require.Error(t, err, bad)
+		require.ErrorContains(t, err, "not a byte size", bad)
+	}
+	for _, big := range []string{"99999999999GiB", "8EiB", "9223372036854775808"} {
+		_, err := config.ParseBytes(big)
+		require.ErrorContains(t, err, "byte size too large", big)
 	}
 	require.Equal(t, "10MiB", config.FormatBytes(10<<20))
 	require.Equal(t, "1000", config.FormatBytes(1000))

@@ -98,7 +98,7 @@ type RateLimits map[string]Rate
 func ParseRateLimits(s string) (RateLimits, error) {
 	const example = "use e.g. fetch=10/s,analyze=60/m (\":N\" adds a burst: fetch=10/s:20)"
 	m := RateLimits{}
-	err := parseKindList(s, example, func(kind, v string) error {
+	err := parseList(s, "kind", example, false, func(kind, v string, _ bool) error {
 		r, err := ParseRate(v)
 		if err == nil && r.N == 0 {
 			err = fmt.Errorf("kind %q has no rate; %s", kind, example)
@@ -109,24 +109,29 @@ func ParseRateLimits(s string) (RateLimits, error) {
 	return m, err
 }
 
-// parseKindList reads "kind=value,kind=value", calling set for each.
-func parseKindList(s, example string, set func(kind, value string) error) error {
+// parseList reads "name=value,name=value" (BATON_QUEUES, the limits),
+// calling set for each entry with its value trimmed; noun ("queue", "kind")
+// names the entries in errors. With bare, a name alone ("default,llm") is
+// an entry without a value. Empty entries ("a,b,") are skipped.
+func parseList(s, noun, example string, bare bool, set func(name, value string, hasValue bool) error) error {
 	seen := map[string]bool{}
 	for part := range strings.SplitSeq(s, ",") {
 		part = strings.TrimSpace(part)
 		if part == "" {
 			continue
 		}
-		kind, v, ok := strings.Cut(part, "=")
-		kind = strings.TrimSpace(kind)
-		if !ok || kind == "" {
-			return fmt.Errorf("%q is not kind=value; %s", part, example)
+		name, v, ok := strings.Cut(part, "=")
+		name = strings.TrimSpace(name)
+		switch {
+		case !ok && !bare:
+			return fmt.Errorf("%q is not %s=value; %s", part, noun, example)
+		case name == "":
+			return fmt.Errorf("%q has no %s name; %s", part, noun, example)
+		case seen[name]:
+			return fmt.Errorf("%s %q is listed twice; %s", noun, name, example)
 		}
-		if seen[kind] {
-			return fmt.Errorf("kind %q is listed twice; %s", kind, example)
-		}
-		seen[kind] = true
-		if err := set(kind, strings.TrimSpace(v)); err != nil {
+		seen[name] = true
+		if err := set(name, strings.TrimSpace(v), ok); err != nil {
 			return err
 		}
 	}
@@ -168,7 +173,7 @@ type ConcurrencyLimits map[string]int
 func ParseConcurrencyLimits(s string) (ConcurrencyLimits, error) {
 	const example = "use e.g. analyze=4,fetch=20"
 	m := ConcurrencyLimits{}
-	err := parseKindList(s, example, func(kind, v string) error {
+	err := parseList(s, "kind", example, false, func(kind, v string, _ bool) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
 			return fmt.Errorf("kind %q: %q is not a whole number >= 1; %s", kind, v, example)

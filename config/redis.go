@@ -1,12 +1,15 @@
 package config
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -44,14 +47,7 @@ func ParseRedisURL(s string, timeout time.Duration) (*redis.UniversalOptions, er
 	p, err := splitRedisURL(s)
 	var opts *redis.UniversalOptions
 	if err == nil {
-		switch p.mode {
-		case modeSingle:
-			opts, err = p.single()
-		case modeSentinel:
-			opts, err = p.sentinel()
-		case modeCluster:
-			opts, err = p.cluster()
-		}
+		opts, err = p.options()
 	}
 	if err != nil {
 		example := exampleAll
@@ -353,9 +349,9 @@ func normalizeAddr(h, defPort string) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
-// goRedisURL rebuilds a URL go-redis parses, with the first address as host
-// and the others as addr= parameters.
-func (p *redisURLParts) goRedisURL(user *url.Userinfo, q url.Values) string {
+// goRedisURL writes the URL in go-redis's own form: the first address as
+// the host, the others as addr= parameters, q as the query.
+func (p *redisURLParts) goRedisURL(q url.Values) string {
 	scheme := "redis"
 	if p.tls {
 		scheme = "rediss"
@@ -363,46 +359,41 @@ func (p *redisURLParts) goRedisURL(user *url.Userinfo, q url.Values) string {
 	for _, a := range p.addrs[1:] {
 		q.Add("addr", a)
 	}
-	u := url.URL{Scheme: scheme, User: user, Host: p.addrs[0], Path: p.path, RawQuery: q.Encode()}
+	u := url.URL{Scheme: scheme, User: p.user, Host: p.addrs[0], Path: p.path, RawQuery: q.Encode()}
 	return u.String()
 }
 
-func (p *redisURLParts) single() (*redis.UniversalOptions, error) {
-	o, err := redis.ParseURL(p.goRedisURL(p.user, p.query))
-	if err != nil {
-		return nil, goRedisErr(err)
+// options has go-redis parse the URL (redis.ParseURL, ParseFailoverURL or
+// ParseClusterURL, which read the credentials, database, TLS and every
+// query option) and returns the result as UniversalOptions.
+func (p *redisURLParts) options() (*redis.UniversalOptions, error) {
+	switch p.mode {
+	case modeSentinel:
+		o, err := p.sentinel()
+		if err != nil {
+			return nil, err
+		}
+		return universal(o, o.SentinelAddrs), nil
+	case modeCluster:
+		o, err := p.cluster()
+		if err != nil {
+			return nil, err
+		}
+		u := universal(o, o.Addrs)
+		u.IsClusterMode = true
+		return u, nil
+	default:
+		o, err := redis.ParseURL(p.goRedisURL(p.query))
+		if err != nil {
+			return nil, goRedisErr(err)
+		}
+		return universal(o, []string{o.Addr}), nil
 	}
-	return &redis.UniversalOptions{
-		Addrs:           []string{o.Addr},
-		DB:              o.DB,
-		Username:        o.Username,
-		Password:        o.Password,
-		TLSConfig:       o.TLSConfig,
-		ClientName:      o.ClientName,
-		Protocol:        o.Protocol,
-		MaxRetries:      o.MaxRetries,
-		MinRetryBackoff: o.MinRetryBackoff,
-		MaxRetryBackoff: o.MaxRetryBackoff,
-		DialTimeout:     o.DialTimeout,
-		ReadTimeout:     o.ReadTimeout,
-		WriteTimeout:    o.WriteTimeout,
-		PoolFIFO:        o.PoolFIFO,
-		PoolSize:        o.PoolSize,
-		PoolTimeout:     o.PoolTimeout,
-		MinIdleConns:    o.MinIdleConns,
-		MaxIdleConns:    o.MaxIdleConns,
-		MaxActiveConns:  o.MaxActiveConns,
-		ConnMaxIdleTime: o.ConnMaxIdleTime,
-		ConnMaxLifetime: o.ConnMaxLifetime,
-	}, nil
 }
 
-func (p *redisURLParts) sentinel() (*redis.UniversalOptions, error) {
-	q := p.query
-	master := q.Get("master")
-	if master == "" {
-		master = q.Get("master_name")
-	}
+func (p *redisURLParts) sentinel() (*redis.FailoverOptions, error) {
+	q := maps.Clone(p.query)
+	master := cmp.Or(q.Get("master"), q.Get("master_name"))
 	if master == "" {
 		return nil, badURL("a Sentinel URL needs the master's name: add ?master=NAME")
 	}
@@ -416,108 +407,54 @@ func (p *redisURLParts) sentinel() (*redis.UniversalOptions, error) {
 			return nil, badURL(fmt.Sprintf("option %s is not supported", k))
 		}
 	}
-	// go-redis reads the userinfo as the sentinels' credentials and
-	// ?username=&password= as the master's; ours reads the other way round.
-	var sentinelUser *url.Userinfo
-	if q.Has("sentinel_password") || q.Has("sentinel_username") {
-		sentinelUser = url.UserPassword(q.Get("sentinel_username"), q.Get("sentinel_password"))
+	sentinelUser, sentinelPass := q.Get("sentinel_username"), q.Get("sentinel_password")
+	for _, k := range []string{"master", "sentinel_username", "sentinel_password"} {
+		q.Del(k)
 	}
-	gq := url.Values{}
-	for k, v := range q {
-		switch k {
-		case "master", "master_name", "sentinel_password", "sentinel_username":
-		default:
-			gq[k] = v
-		}
-	}
-	gq.Set("master_name", master)
-	if p.user != nil {
-		gq.Set("username", p.user.Username())
-		if pw, ok := p.user.Password(); ok {
-			gq.Set("password", pw)
-		}
-	}
-	o, err := redis.ParseFailoverURL(p.goRedisURL(sentinelUser, gq))
+	q.Set("master_name", master)
+	o, err := redis.ParseFailoverURL(p.goRedisURL(q))
 	if err != nil {
 		return nil, goRedisErr(err)
 	}
-	return &redis.UniversalOptions{
-		Addrs:                 o.SentinelAddrs,
-		MasterName:            o.MasterName,
-		DB:                    o.DB,
-		Username:              o.Username,
-		Password:              o.Password,
-		SentinelUsername:      o.SentinelUsername,
-		SentinelPassword:      o.SentinelPassword,
-		TLSConfig:             o.TLSConfig,
-		ClientName:            o.ClientName,
-		RouteByLatency:        o.RouteByLatency,
-		RouteRandomly:         o.RouteRandomly,
-		Protocol:              o.Protocol,
-		MaxRetries:            o.MaxRetries,
-		MinRetryBackoff:       o.MinRetryBackoff,
-		MaxRetryBackoff:       o.MaxRetryBackoff,
-		DialTimeout:           o.DialTimeout,
-		ReadTimeout:           o.ReadTimeout,
-		WriteTimeout:          o.WriteTimeout,
-		PoolFIFO:              o.PoolFIFO,
-		PoolSize:              o.PoolSize,
-		PoolTimeout:           o.PoolTimeout,
-		MinIdleConns:          o.MinIdleConns,
-		MaxIdleConns:          o.MaxIdleConns,
-		MaxActiveConns:        o.MaxActiveConns,
-		ConnMaxIdleTime:       o.ConnMaxIdleTime,
-		ConnMaxLifetime:       o.ConnMaxLifetime,
-		DisableIdentity:       o.DisableIdentity,
-		IdentitySuffix:        o.IdentitySuffix,
-		UnstableResp3:         o.UnstableResp3,
-		ContextTimeoutEnabled: o.ContextTimeoutEnabled,
-	}, nil
+	// go-redis reads the userinfo as the sentinels' credentials; in our
+	// URLs it is the master's, and the sentinels' are query parameters.
+	o.Username, o.Password = o.SentinelUsername, o.SentinelPassword
+	o.SentinelUsername, o.SentinelPassword = sentinelUser, sentinelPass
+	return o, nil
 }
 
-func (p *redisURLParts) cluster() (*redis.UniversalOptions, error) {
+func (p *redisURLParts) cluster() (*redis.ClusterOptions, error) {
 	if db := strings.Trim(p.path, "/"); db != "" && db != "0" {
 		return nil, badURL(fmt.Sprintf("Redis Cluster has only database 0; remove /%s from the URL", db))
 	}
 	if p.query.Has("db") {
 		return nil, badURL("Redis Cluster has only database 0; remove ?db= from the URL")
 	}
-	q := url.Values{}
-	for k, v := range p.query {
-		q[k] = v
-	}
-	o, err := redis.ParseClusterURL(p.goRedisURL(p.user, q))
+	o, err := redis.ParseClusterURL(p.goRedisURL(maps.Clone(p.query)))
 	if err != nil {
 		return nil, goRedisErr(err)
 	}
-	return &redis.UniversalOptions{
-		Addrs:                 o.Addrs,
-		IsClusterMode:         true,
-		Username:              o.Username,
-		Password:              o.Password,
-		TLSConfig:             o.TLSConfig,
-		ClientName:            o.ClientName,
-		MaxRedirects:          o.MaxRedirects,
-		ReadOnly:              o.ReadOnly,
-		RouteByLatency:        o.RouteByLatency,
-		RouteRandomly:         o.RouteRandomly,
-		Protocol:              o.Protocol,
-		MaxRetries:            o.MaxRetries,
-		MinRetryBackoff:       o.MinRetryBackoff,
-		MaxRetryBackoff:       o.MaxRetryBackoff,
-		DialTimeout:           o.DialTimeout,
-		ReadTimeout:           o.ReadTimeout,
-		WriteTimeout:          o.WriteTimeout,
-		PoolFIFO:              o.PoolFIFO,
-		PoolSize:              o.PoolSize,
-		PoolTimeout:           o.PoolTimeout,
-		MinIdleConns:          o.MinIdleConns,
-		MaxIdleConns:          o.MaxIdleConns,
-		MaxActiveConns:        o.MaxActiveConns,
-		ConnMaxIdleTime:       o.ConnMaxIdleTime,
-		ConnMaxLifetime:       o.ConnMaxLifetime,
-		FailingTimeoutSeconds: o.FailingTimeoutSeconds,
-	}, nil
+	return o, nil
+}
+
+// universal copies every exported field of a go-redis Options,
+// FailoverOptions or ClusterOptions that UniversalOptions has too, with the
+// same name and type, so every option go-redis parsed reaches the client
+// without a field list to keep up with go-redis. The addresses (Addr,
+// SentinelAddrs, Addrs) are given apart.
+func universal(src any, addrs []string) *redis.UniversalOptions {
+	u := &redis.UniversalOptions{Addrs: addrs}
+	to, from := reflect.ValueOf(u).Elem(), reflect.ValueOf(src).Elem()
+	for i := range from.NumField() {
+		f := from.Type().Field(i)
+		if !f.IsExported() || f.Name == "Addrs" {
+			continue
+		}
+		if dst := to.FieldByName(f.Name); dst.IsValid() && dst.CanSet() && dst.Type() == f.Type {
+			dst.Set(from.Field(i))
+		}
+	}
+	return u
 }
 
 func badURL(why string) error { return errors.New(why) }

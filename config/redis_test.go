@@ -89,6 +89,47 @@ func TestParseRedisURL(t *testing.T) {
 	})
 }
 
+// TestParseRedisURLQueryOptions: every option go-redis reads from a URL's
+// query reaches the UniversalOptions, in each of the three forms.
+func TestParseRedisURLQueryOptions(t *testing.T) {
+	const common = "client_name=baton&protocol=2&max_retries=5&min_retry_backoff=1ms&max_retry_backoff=2s" +
+		"&dial_timeout=3s&read_timeout=4s&write_timeout=5s&pool_fifo=true&pool_size=7&pool_timeout=6s" +
+		"&min_idle_conns=1&max_idle_conns=2&max_active_conns=9&conn_max_idle_time=7s&conn_max_lifetime=8s"
+	want := func(o redis.UniversalOptions) redis.UniversalOptions {
+		o.ClientName, o.Protocol, o.MaxRetries = "baton", 2, 5
+		o.MinRetryBackoff, o.MaxRetryBackoff = time.Millisecond, 2*time.Second
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 3*time.Second, 4*time.Second, 5*time.Second
+		o.PoolFIFO, o.PoolSize, o.PoolTimeout = true, 7, 6*time.Second
+		o.MinIdleConns, o.MaxIdleConns, o.MaxActiveConns = 1, 2, 9
+		o.ConnMaxIdleTime, o.ConnMaxLifetime = 7*time.Second, 8*time.Second
+		return o
+	}
+	for _, tt := range []struct {
+		name, url string
+		want      redis.UniversalOptions
+	}{
+		{"single", "redis://u:pw@h:6380/2?" + common,
+			want(redis.UniversalOptions{Addrs: []string{"h:6380"}, Username: "u", Password: "pw", DB: 2})},
+		{"sentinel", "redis-sentinel://u:pw@s1,s2:26380/1?master=m&sentinel_username=su&sentinel_password=spw" +
+			"&route_by_latency=true&route_randomly=true&context_timeout_enabled=true&disableIdentity=true" +
+			"&identitySuffix=-x&unstable_resp3=true&" + common,
+			want(redis.UniversalOptions{Addrs: []string{"s1:26379", "s2:26380"}, MasterName: "m", DB: 1,
+				Username: "u", Password: "pw", SentinelUsername: "su", SentinelPassword: "spw",
+				RouteByLatency: true, RouteRandomly: true, ContextTimeoutEnabled: true, DisableIdentity: true,
+				IdentitySuffix: "-x", UnstableResp3: true})},
+		{"cluster", "redis-cluster://u:pw@h1:7000,h2:7001?max_redirects=4&read_only=true&route_by_latency=true" +
+			"&route_randomly=true&failing_timeout_seconds=11&" + common,
+			want(redis.UniversalOptions{Addrs: []string{"h1:7000", "h2:7001"}, IsClusterMode: true, Username: "u", Password: "pw",
+				MaxRedirects: 4, ReadOnly: true, RouteByLatency: true, RouteRandomly: true, FailingTimeoutSeconds: 11})},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := config.ParseRedisURL(tt.url, time.Minute)
+			require.NoError(t, err)
+			require.Equal(t, tt.want, *got)
+		})
+	}
+}
+
 func TestParseRedisURLErrors(t *testing.T) {
 	tests := []struct {
 		name, url string

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/dustin/go-humanize"
 	"github.com/hibiken/asynqmon"
 	"github.com/redis/go-redis/v9"
 
@@ -141,15 +142,5 @@ func excerpt(b []byte, n int) string {
 	for cut > 0 && !utf8.RuneStart(b[cut]) {
 		cut--
 	}
-	return fmt.Sprintf("%s… (%s in all)", b[:cut], sizeString(len(b)))
-}
-
-func sizeString(n int) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d bytes", n)
+	return fmt.Sprintf("%s… (%s in all)", b[:cut], humanize.IBytes(uint64(len(b))))
 }

@@ -10,7 +10,6 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -19,22 +18,25 @@ import (
 	openai "github.com/sashabaranov/go-openai"
 
 	"github.com/batonhq/baton"
+	"github.com/batonhq/baton/internal/defaults"
 	"github.com/batonhq/baton/metrics"
 )
 
-// Defaults for LLMConfig; a zero field takes these values.
+// Defaults for LLMConfig, the same as `baton worker`'s; a zero field takes
+// these values.
 const (
 	// DefaultSystemPrompt is the system prompt when neither LLMConfig.SystemPrompt
 	// nor AnalyzeArgs.Prompt sets one.
-	DefaultSystemPrompt = "Analyze the following data."
+	DefaultSystemPrompt = defaults.SystemPrompt
 	// DefaultLLMModel is the model asked for when LLMConfig.Model is empty.
-	DefaultLLMModel = "gpt-4o-mini"
-	// DefaultLLMTimeout bounds one chat-completion call.
-	DefaultLLMTimeout = 2 * time.Minute
-	// DefaultMaxInputChars caps the user message (about 25k tokens).
-	DefaultMaxInputChars = 100_000
+	DefaultLLMModel = defaults.LLMModel
+	// DefaultLLMTimeout bounds one chat-completion call (5m).
+	DefaultLLMTimeout = defaults.LLMTimeout
+	// DefaultMaxInputChars caps the user message (60,000 characters, about
+	// 15k tokens).
+	DefaultMaxInputChars = defaults.MaxInputChars
 	// DefaultLLMCacheTTL is how long a response stays in the Redis cache.
-	DefaultLLMCacheTTL = 168 * time.Hour
+	DefaultLLMCacheTTL = defaults.LLMCacheTTL
 	// OpenAIBaseURL is the endpoint used when only an API key is configured.
 	OpenAIBaseURL = "https://api.openai.com/v1"
 	// OfflineModel is AnalyzeResult.Model for results of the offline analyzer.
@@ -402,35 +404,12 @@ func retryableStatus(code int) bool {
 	return code >= 500 || code == 0
 }
 
-// retryAfter reads retry-after-ms (OpenAI) or Retry-After (seconds or an
-// HTTP date). go-openai keeps the response headers on the returned response
-// value even when the call fails, so they are reachable.
+// retryAfter is how long the provider asked to wait (retryAfterHeader;
+// go-openai keeps the response headers on the returned response value even
+// when the call fails), capped at maxRetryAfter.
 func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
-	if h == nil {
-		return 0, false
-	}
-	var d time.Duration
-	if v := strings.TrimSpace(h.Get("Retry-After-Ms")); v != "" {
-		ms, err := strconv.ParseFloat(v, 64)
-		if err != nil || ms < 0 || math.IsNaN(ms) || math.IsInf(ms, 0) {
-			return 0, false
-		}
-		d = time.Duration(math.Min(ms, float64(maxRetryAfter/time.Millisecond)) * float64(time.Millisecond))
-	} else if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
-		if secs, err := strconv.ParseFloat(v, 64); err == nil {
-			if secs < 0 || math.IsNaN(secs) || math.IsInf(secs, 0) {
-				return 0, false
-			}
-			d = time.Duration(math.Min(secs, maxRetryAfter.Seconds()) * float64(time.Second))
-		} else if t, err := http.ParseTime(v); err == nil {
-			d = max(t.Sub(now), 0)
-		} else {
-			return 0, false
-		}
-	} else {
-		return 0, false
-	}
-	return min(d, maxRetryAfter), true
+	d, ok := retryAfterHeader(h, now)
+	return min(d, maxRetryAfter), ok
 }
 
 // redact removes the API key from s.

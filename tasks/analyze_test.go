@@ -474,7 +474,11 @@ func TestRetryAfterHeader(t *testing.T) {
 		{nil, 0, false},
 		{http.Header{}, 0, false},
 		{http.Header{"Retry-After": {"30"}}, 30 * time.Second, true},
-		{http.Header{"Retry-After": {"0.5"}}, 500 * time.Millisecond, true},
+		{http.Header{"Retry-After": {"0.5"}}, 0, false}, // delay-seconds are digits (RFC 9110), as fetch reads them
+		{http.Header{"Retry-After": {now.Add(time.Hour).Format(http.TimeFormat)}, "Date": {now.Add(59 * time.Minute).Format(http.TimeFormat)}},
+			time.Minute, true}, // measured against the server's clock
+		{http.Header{"Retry-After-Ms": {"1e30"}}, maxRetryAfter, true},
+		{http.Header{"Retry-After-Ms": {"soon"}, "Retry-After": {"1"}}, 0, false},
 		{http.Header{"Retry-After": {now.Add(90 * time.Second).Format(http.TimeFormat)}}, 90 * time.Second, true},
 		{http.Header{"Retry-After": {now.Add(-time.Minute).Format(http.TimeFormat)}}, 0, true},
 		{http.Header{"Retry-After": {"999999"}}, maxRetryAfter, true},

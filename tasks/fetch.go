@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"mime"
 	"net"
 	"net/http"
@@ -17,14 +16,15 @@ import (
 	"time"
 
 	"github.com/batonhq/baton"
+	"github.com/batonhq/baton/internal/defaults"
 )
 
-// Defaults for FetchConfig's zero values.
+// Defaults for FetchConfig's zero values: the same as `baton worker`'s.
 const (
-	FetchTimeoutDefault             = 30 * time.Second
-	FetchMaxBodyDefault       int64 = 10 << 20 // 10 MiB
-	FetchRetryAfterCapDefault       = 10 * time.Minute
-	FetchUserAgentDefault           = "baton-fetch/1 (+https://github.com/batonhq/baton)"
+	FetchTimeoutDefault             = defaults.FetchTimeout
+	FetchMaxBodyDefault       int64 = defaults.FetchMaxBody // 10 MiB
+	FetchRetryAfterCapDefault       = defaults.FetchRetryAfterCap
+	FetchUserAgentDefault           = defaults.FetchUserAgent
 )
 
 const (
@@ -302,11 +302,7 @@ func (f *Fetcher) statusError(resp *http.Response, where string) error {
 	case code >= 200 && code < 300:
 		return nil
 	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
-		now := f.now()
-		if date, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
-			now = date // measure an HTTP-date against the server's clock, not ours
-		}
-		d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now)
+		d, ok := retryAfterHeader(resp.Header, f.now())
 		if !ok {
 			return fmt.Errorf("%s: %s (retryable)", where, status)
 		}
@@ -354,42 +350,6 @@ func isJSONMediaType(contentType string) bool {
 		return false
 	}
 	return mt == "application/json" || strings.HasSuffix(mt, "+json")
-}
-
-// parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP-date
-// (RFC 9110, section 10.2.3), the latter measured from now. A date in the past
-// gives 0; a delay too large for a Duration saturates. ok is false when the
-// value is neither.
-func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if isDigits(v) {
-		const maxSeconds = math.MaxInt64 / int64(time.Second)
-		var secs int64
-		for _, c := range v {
-			secs = secs*10 + int64(c-'0')
-			if secs > maxSeconds {
-				return time.Duration(math.MaxInt64), true
-			}
-		}
-		return time.Duration(secs) * time.Second, true
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0, false
-	}
-	return max(t.Sub(now), 0), true
-}
-
-func isDigits(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return s != ""
 }
 
 // dialContext dials addr through f.dialer, resolving the host with f.lookup

@@ -8,6 +8,7 @@ import (
 
 	"github.com/batonhq/baton"
 	"github.com/batonhq/baton/chain"
+	"github.com/batonhq/baton/internal/defaults"
 )
 
 // Kinds, queues and defaults of the research tasks.
@@ -16,14 +17,14 @@ const (
 	AnalyzeKind = "analyze"
 	// FetchQueue and AnalyzeQueue keep LLM calls on their own queue, so a
 	// worker can cap LLM concurrency separately (--queues default=6,llm=1).
-	FetchQueue   = "default"
-	AnalyzeQueue = "llm"
+	FetchQueue   = defaults.Queue
+	AnalyzeQueue = defaults.LLMQueue
 	// FetchMaxRetries and AnalyzeMaxRetries are the registered defaults.
 	FetchMaxRetries   = 3
 	AnalyzeMaxRetries = 3
 	// FetchRetryDelayDefault is the first backoff delay of fetch retries
 	// (BATON_FETCH_RETRY_DELAY).
-	FetchRetryDelayDefault = 60 * time.Second
+	FetchRetryDelayDefault = defaults.FetchRetryDelay
 )
 
 func fetchOptions(retryDelay time.Duration, timeout time.Duration) *baton.TaskOptions {

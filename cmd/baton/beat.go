@@ -11,10 +11,6 @@ import (
 	"github.com/batonhq/baton/beat"
 )
 
-// Registered here so this file wires itself; drop the init and list newBeatCmd
-// in root.go's commands instead if preferred (not both).
-func init() { commands = append(commands, newBeatCmd) }
-
 func newBeatCmd(a *app) *cobra.Command {
 	var (
 		file  string

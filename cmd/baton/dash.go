@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,10 +23,6 @@ const (
 	// envDashInsecureNoAuth=true is --insecure-no-auth.
 	envDashInsecureNoAuth = "BATON_DASH_INSECURE_NO_AUTH"
 )
-
-// Registered here so this file wires itself; drop the init and list newDashCmd
-// in root.go's commands instead if preferred (not both).
-func init() { commands = append(commands, newDashCmd) }
 
 // dashAddrDefault keeps the dashboard on this machine unless --addr says
 // otherwise.
@@ -66,9 +61,9 @@ are refused on every route whatever the settings.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !cmd.Flags().Changed("insecure-no-auth") {
 				if v := os.Getenv(envDashInsecureNoAuth); v != "" {
-					b, err := strconv.ParseBool(v)
+					b, err := config.ParseBool(v)
 					if err != nil {
-						return usageErrorf("%s=%q: not a boolean; use true or false", envDashInsecureNoAuth, v)
+						return usageErrorf("%s=%q: %w", envDashInsecureNoAuth, v, err)
 					}
 					insecureNA = b
 				}

@@ -114,6 +114,10 @@ func TestDashDefaults(t *testing.T) {
 		t.Setenv(envDashInsecureNoAuth, "true")
 		require.Contains(t, serves(t), "without authentication")
 	})
+	t.Run("BATON_DASH_INSECURE_NO_AUTH reads booleans as every variable does", func(t *testing.T) {
+		t.Setenv(envDashInsecureNoAuth, "yes")
+		require.Contains(t, serves(t), "without authentication")
+	})
 	t.Run("basic auth serves it", func(t *testing.T) {
 		t.Setenv(envDashUser, "ops")
 		t.Setenv(envDashPassword, "pw")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/batonhq/baton"
 	"github.com/batonhq/baton/backend"
@@ -16,11 +17,6 @@ import (
 	"github.com/batonhq/baton/internal/research"
 	"github.com/batonhq/baton/tasks"
 )
-
-func init() {
-	commands = append(commands, newResearchCmd, newDemoCmd)
-	extraDefinitions = researchDefinitions
-}
 
 // researchDefinitions are the fetch and analyze tasks built from the
 // configuration (the worker's BATON_FETCH_* and LLM settings).
@@ -152,11 +148,9 @@ model; otherwise an offline analyzer runs.`,
 	return cmd
 }
 
+// isTerminal reports whether w is a terminal (golang.org/x/term), where
+// progress redraws its lines in place.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }

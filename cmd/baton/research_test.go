@@ -78,3 +78,22 @@ func TestResearchCommand(t *testing.T) {
 	require.Equal(t, 2, o.code)
 	require.Contains(t, o.stderr, "source 1")
 }
+
+// TestIsTerminal: only a terminal gets progress redrawn in place; a file,
+// a pipe, a buffer and /dev/null (a character device, which the mode bits
+// took for a terminal) do not.
+func TestIsTerminal(t *testing.T) {
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = devNull.Close() })
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = r.Close(); _ = w.Close() })
+	file, err := os.Create(t.TempDir() + "/out")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = file.Close() })
+
+	for name, out := range map[string]io.Writer{"/dev/null": devNull, "pipe": w, "file": file, "buffer": &strings.Builder{}} {
+		require.False(t, isTerminal(out), name)
+	}
+}

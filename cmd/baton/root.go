@@ -19,22 +19,39 @@ import (
 	"github.com/batonhq/baton/tasks"
 )
 
-// commands are the subcommands of baton, in help order. Adding one is one
-// line here plus its file.
-var commands = []func(a *app) *cobra.Command{
-	newWorkerCmd,
-	newEnqueueCmd,
-	newSubmitCmd,
-	newResultCmd,
-	newCancelCmd,
-	newInspectCmd,
-	newBenchCmd,
+// commands returns the subcommands of baton, in help order: adding one is
+// one line here plus its file. No command registers itself.
+func commands() []func(a *app) *cobra.Command {
+	return []func(a *app) *cobra.Command{
+		newWorkerCmd,
+		newEnqueueCmd,
+		newSubmitCmd,
+		newResultCmd,
+		newCancelCmd,
+		newInspectCmd,
+		newBenchCmd,
+		newBeatCmd,
+		newDashCmd,
+		newResearchCmd,
+		newDemoCmd,
+	}
 }
 
-// extraDefinitions, when set, returns task definitions beyond the built-in
-// ones (tasks.Builtins): the worker registers them and the client declares
-// them, so their kinds are known to enqueue and submit. It is called at most
-// once per process, after Redis answered.
+// definitions returns the tasks a baton process knows: the worker registers
+// them and the client declares them, so their kinds are known to enqueue
+// and submit. They are the built-in tasks (tasks.Builtins), the research
+// pipeline's fetch and analyze configured from cfg, and extraDefinitions.
+// It is called at most once per process, after Redis answered.
+func definitions(cfg config.Config, rdb redis.UniversalClient) []baton.Definition {
+	defs := append(tasks.Builtins(), researchDefinitions(cfg, rdb)...)
+	if extraDefinitions != nil {
+		defs = append(defs, extraDefinitions(cfg, rdb)...)
+	}
+	return defs
+}
+
+// extraDefinitions, when set (by a test), returns task definitions beyond
+// those of definitions.
 var extraDefinitions func(cfg config.Config, rdb redis.UniversalClient) []baton.Definition
 
 // rootFlags are the config flags every command takes (persistent); the
@@ -147,8 +164,8 @@ func (a *app) unreachable(err error) error {
 	return &redisError{addr: addr, err: err, hint: hint}
 }
 
-// Definitions returns the tasks this process knows: tasks.Builtins plus
-// extraDefinitions. It needs Redis (extra tasks may keep state there).
+// Definitions returns the tasks this process knows (definitions). It needs
+// Redis (the analyze task keeps its response cache there).
 func (a *app) Definitions(ctx context.Context) ([]baton.Definition, error) {
 	rdb, err := a.Redis(ctx)
 	if err != nil {
@@ -157,10 +174,7 @@ func (a *app) Definitions(ctx context.Context) ([]baton.Definition, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.defs == nil {
-		a.defs = tasks.Builtins()
-		if extraDefinitions != nil {
-			a.defs = append(a.defs, extraDefinitions(a.cfg, rdb)...)
-		}
+		a.defs = definitions(a.cfg, rdb)
 	}
 	return a.defs, nil
 }
@@ -242,7 +256,7 @@ Settings come from the environment (REDIS_URL, BATON_*), overridden by flags.`,
 	root.CompletionOptions.DisableDefaultCmd = true
 	a.bindFlags(root)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
-	for _, newCmd := range commands {
+	for _, newCmd := range commands() {
 		root.AddCommand(newCmd(a))
 	}
 	return root

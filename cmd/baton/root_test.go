@@ -164,7 +164,7 @@ func TestFetchDenyPrivateRefused(t *testing.T) {
 func TestHelp(t *testing.T) {
 	t.Parallel()
 	o := runCLI(t, "", "--help").requireCode(t, exitOK)
-	for _, c := range commands {
+	for _, c := range commands() {
 		name := c(newApp(nil, nil, nil)).Name()
 		require.Contains(t, o.stdout, "  "+name+" ", "help lists %s", name)
 	}

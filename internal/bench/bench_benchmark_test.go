@@ -126,12 +126,13 @@ func BenchmarkProcess(b *testing.B) {
 }
 
 // BenchmarkRoundTrip is W5's round trip: enqueue one task and wait for its
-// result, one at a time, through a worker with default settings.
+// result, one at a time, through a worker with default settings (but the
+// baseline's queue).
 func BenchmarkRoundTrip(b *testing.B) {
 	ctx := context.Background()
 	_, rdb := benchRedis(b)
 	noop := baton.NewTask("noop", func(context.Context, noopArgs) (noopResult, error) { return noopResult{OK: true}, nil }, nil)
-	w, err := baton.NewWorker(rdb, &baton.WorkerOptions{Logger: discardLogger(), ShutdownTimeout: 5 * time.Second})
+	w, err := baton.NewWorker(rdb, &baton.WorkerOptions{Logger: discardLogger(), ShutdownTimeout: 5 * time.Second, Queues: baselineQueues()})
 	if err != nil {
 		b.Fatal(err)
 	}

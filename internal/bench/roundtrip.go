@@ -85,8 +85,9 @@ func batonRoundTrips(ctx context.Context, env *redisEnv, p w5Plan) (w5Result, er
 	wrdb := env.client()
 	defer wrdb.Close()
 	noop := baton.NewTask("noop", func(context.Context, noopArgs) (noopResult, error) { return noopResult{OK: true}, nil }, nil)
-	// Default settings: the zero WorkerOptions but for the logger.
-	w, err := baton.NewWorker(wrdb, &baton.WorkerOptions{Logger: discardLogger()})
+	// Default settings but for the logger and the queues: the one queue
+	// asynq's baseline serves.
+	w, err := baton.NewWorker(wrdb, &baton.WorkerOptions{Logger: discardLogger(), Queues: baselineQueues()})
 	if err != nil {
 		return w5Result{}, err
 	}

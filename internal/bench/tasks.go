@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/batonhq/baton"
 )
@@ -62,7 +62,7 @@ func (asynqLogger) Fatal(...any) {}
 func asynqServer(rdb redis.UniversalClient, concurrency int, poll time.Duration) *asynq.Server {
 	return asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:       concurrency,
-		Queues:            map[string]int{"default": 1},
+		Queues:            baselineQueues(),
 		TaskCheckInterval: poll,
 		ShutdownTimeout:   5 * time.Second,
 		Logger:            asynqLogger{},
@@ -70,9 +70,15 @@ func asynqServer(rdb redis.UniversalClient, concurrency int, poll time.Duration)
 	})
 }
 
+// baselineQueues are the queues every bench worker serves, baton's and
+// asynq's alike: baton's default (default=6,llm=3,low=1) would poll two
+// queues the baseline does not.
+func baselineQueues() map[string]int { return map[string]int{baton.QueueDefault: 1} }
+
 // batonWorker starts a baton worker with defs; the caller shuts it down.
 func batonWorker(rdb redis.UniversalClient, concurrency int, defs ...baton.Definition) (*baton.Worker, error) {
-	w, err := baton.NewWorker(rdb, &baton.WorkerOptions{Concurrency: concurrency, Logger: discardLogger(), ShutdownTimeout: 5 * time.Second})
+	w, err := baton.NewWorker(rdb, &baton.WorkerOptions{Concurrency: concurrency, Logger: discardLogger(), ShutdownTimeout: 5 * time.Second,
+		Queues: baselineQueues()})
 	if err != nil {
 		return nil, err
 	}
@@ -134,26 +140,20 @@ func awaitDrained(ctx context.Context, rdb redis.UniversalClient, c *counter) er
 }
 
 // parallel runs fn(i) for i in [0, n) from g goroutines and returns the
-// first error.
+// first error; no call starts after it. Each goroutine takes every g-th i,
+// so the load is g callers looping, as a client application's would be
+// (not a goroutine started per call).
 func parallel(n, g int, fn func(i int) error) error {
-	var (
-		wg    sync.WaitGroup
-		once  sync.Once
-		first error
-		stop  atomic.Bool
-	)
+	eg, ctx := errgroup.WithContext(context.Background())
 	for p := range g {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := p; i < n && !stop.Load(); i += g {
+		eg.Go(func() error {
+			for i := p; i < n && ctx.Err() == nil; i += g {
 				if err := fn(i); err != nil {
-					once.Do(func() { first = err })
-					stop.Store(true)
+					return err
 				}
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	return first
+	return eg.Wait()
 }
