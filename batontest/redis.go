@@ -150,8 +150,11 @@ func lease(ctx context.Context, url string) (*redis.Client, *dbLease, error) {
 				return redis.NewClient(&o), l, nil
 			}
 			_ = c.Close()
-			if err != nil {
+			if err != nil && ctx.Err() == nil {
 				return nil, nil, fmt.Errorf("lease database %d of the Redis at %s: %w", db, opts.Addr, err)
+			}
+			if ctx.Err() != nil {
+				break // the wait is over: say why below
 			}
 		}
 		select {
