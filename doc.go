@@ -58,6 +58,17 @@
 // task's rate limits for everyone after an upstream 429; SetCost corrects
 // an estimated cost. See limit.go and the README's "Flow control".
 //
+// # Observers
+//
+// WorkerOptions.Observers and ClientOptions.Observers take Observers, told
+// of every enqueue and submit, every delivery of a task from its start to
+// its outcome, retries, waits for a limit, workflows that end and the LLM
+// usage handlers report with ObserveLLM. Package metrics implements one
+// with Prometheus, package tracing one with OpenTelemetry (a span per
+// attempt, a workflow one trace across processes); this package imports
+// neither. Embed BaseObserver in your own. Without observers the hooks cost
+// nothing.
+//
 // # Guarantees
 //
 // Execution is at least once (asynq leases; baton re-enqueues a killed

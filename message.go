@@ -31,6 +31,10 @@ type message struct {
 	Plan json.RawMessage `json:"pl,omitempty"`
 	// LimitKey overrides the key value of the task's keyed limits.
 	LimitKey string `json:"lk,omitempty"`
+	// Trace is what the observers' Propagators carried from where the task
+	// was enqueued (the W3C trace context, when tracing is on); absent in
+	// messages of older versions and of producers without one.
+	Trace map[string]string `json:"tc,omitempty"`
 
 	asynqMax int // asynq's retry budget, not sent
 }
