@@ -91,7 +91,8 @@ func serveMetrics(addr string, h http.Handler) (*http.Server, error) {
 
 // newWorker builds a worker from the configuration (concurrency, queues,
 // shutdown timeout, ...) with every known task registered (Definitions),
-// observed by extra. It is not started. pollInterval 0 keeps baton's default.
+// observed by the process's observers (tracing, when on) and extra. It is
+// not started. pollInterval 0 keeps baton's default.
 func (a *app) newWorker(ctx context.Context, pollInterval time.Duration, extra ...baton.Observer) (*baton.Worker, error) {
 	if pollInterval < 0 {
 		return nil, usageErrorf("--poll-interval %v is negative", pollInterval)
@@ -104,8 +105,12 @@ func (a *app) newWorker(ctx context.Context, pollInterval time.Duration, extra .
 	if err != nil {
 		return nil, err
 	}
+	obs, err := a.observers(ctx)
+	if err != nil {
+		return nil, err
+	}
 	w, err := baton.NewWorker(rdb, &baton.WorkerOptions{
-		Observers:       extra,
+		Observers:       append(obs, extra...),
 		Concurrency:     a.cfg.Concurrency,
 		Queues:          a.cfg.Queues,
 		StrictPriority:  a.cfg.StrictPriority,
