@@ -94,7 +94,7 @@ const messagingSystem = "baton"
 type Options struct {
 	// Propagator carries span contexts in task messages. Defaults to W3C
 	// Trace Context and Baggage (what a baggage-less context adds is the
-	// traceparent alone, about 70 bytes per message).
+	// traceparent alone, about 80 bytes per message).
 	Propagator propagation.TextMapPropagator
 }
 
