@@ -109,6 +109,42 @@ type Workflow struct {
 // when Submit fails after the workflow was stored it returns the workflow
 // with the error, so the caller can retry with SubmitOpts{ID: wf.ID}.
 func (c *Client) Submit(ctx context.Context, cv Canvas, opts *SubmitOpts) (*Workflow, error) {
+	if c.obs == nil {
+		return c.submit(ctx, cv, opts)
+	}
+	var o SubmitOpts
+	if opts != nil {
+		o = *opts
+	}
+	if o.ID == "" {
+		o.ID = uuid.NewString()
+	}
+	info := SubmitInfo{ID: o.ID, Kind: canvasKind(cv)}
+	ctx = c.obs.submitting(ctx, info)
+	wf, err := c.submit(ctx, cv, &o)
+	if wf != nil && wf.Plan != nil {
+		info.Tasks = len(wf.Plan.Tasks())
+	}
+	c.obs.submitted(ctx, info, err)
+	return wf, err
+}
+
+// canvasKind is the kind of cv's root, as chain.Plan.Kind names it.
+func canvasKind(cv Canvas) string {
+	switch cv.(type) {
+	case *Signature:
+		return chain.TypeTask
+	case *chain.Chain:
+		return chain.TypeChain
+	case *chain.Group:
+		return chain.TypeGroup
+	case *chain.Chord:
+		return chain.TypeChord
+	}
+	return ""
+}
+
+func (c *Client) submit(ctx context.Context, cv Canvas, opts *SubmitOpts) (*Workflow, error) {
 	var o SubmitOpts
 	if opts != nil {
 		o = *opts
@@ -384,6 +420,7 @@ func (c *Client) stepMessages(plan *chain.Plan, planJSON []byte, ds []chain.Disp
 // sendAll sends messages, eight at a time for large fan-outs. The first
 // error stops the others and is the one returned.
 func (c *Client) sendAll(ctx context.Context, msgs []*message) error {
+	c.carry(ctx, msgs)
 	const par = 8
 	if len(msgs) <= par {
 		return c.send(ctx, msgs)

@@ -9,7 +9,6 @@ import (
 
 	"github.com/batonhq/baton/backend"
 	"github.com/batonhq/baton/chain"
-	"github.com/batonhq/baton/metrics"
 )
 
 // Carrying out what a plan says follows a step (chain.Action), shared by
@@ -157,8 +156,8 @@ func (w *Worker) advance(ctx context.Context, plan *chain.Plan, planJSON []byte,
 // redelivered last step that reports the end again is harmless, and one that
 // crashed before reporting it is covered).
 func (w *Worker) workflowEnded(ctx context.Context, plan *chain.Plan, end workflowEnd) error {
-	if end.Written {
-		metrics.WorkflowFinished(plan.Kind(), string(end.State))
+	if end.Written && w.obs != nil {
+		w.obs.workflowFinished(ctx, WorkflowEnd{ID: plan.Workflow, Kind: plan.Kind(), Outcome: outcomeOf(end.State), Error: end.Error})
 	}
 	if len(plan.Awaiter) == 0 {
 		return nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,10 @@ type ClientOptions struct {
 	// Redis keeps with the workflow, checked before anything is written.
 	// Defaults to MaxCanvasBytesDefault (64 MiB).
 	MaxCanvasBytes int
+	// Observers are told of the tasks enqueued and workflows submitted
+	// (see Observer); a Propagator among them carries its context in the
+	// messages. Defaults to none.
+	Observers []Observer
 }
 
 // orDefault sets *v to def when it is 0 and rejects a negative value.
@@ -72,6 +77,8 @@ type Client struct {
 	defs map[string]TaskOptions
 
 	submits atomic.Uint64
+
+	obs *observers // nil: none
 }
 
 // NewClient returns a Client on rdb, which the caller keeps ownership of.
@@ -98,6 +105,7 @@ func NewClient(rdb redis.UniversalClient, opts *ClientOptions) (*Client, error) 
 		maxTasks:      o.MaxCanvasTasks,
 		maxCanvasSize: o.MaxCanvasBytes,
 		defs:          map[string]TaskOptions{},
+		obs:           newObservers(o.Observers, slog.Default()),
 	}, nil
 }
 
@@ -241,7 +249,14 @@ func (c *Client) enqueue(ctx context.Context, kind string, raw json.RawMessage, 
 	if opts != nil && opts.ID != "" {
 		send = c.sendOnce // a caller-chosen id may be a duplicate submission
 	}
-	if err := send(ctx, []*message{m}); err != nil {
+	info := EnqueueInfo{ID: m.ID, Kind: kind, Queue: m.Queue}
+	if m.RunAtMS > 0 {
+		info.RunAt = time.UnixMilli(m.RunAtMS)
+	}
+	ctx = c.obs.enqueuing(ctx, info)
+	err = send(ctx, []*message{m})
+	c.obs.enqueued(ctx, info, err)
+	if err != nil {
 		return nil, err
 	}
 	return &Handle{ID: m.ID, Kind: kind, Queue: m.Queue, c: c}, nil
@@ -252,6 +267,7 @@ func (c *Client) enqueue(ctx context.Context, kind string, raw json.RawMessage, 
 // not queued again. It costs a round trip before the enqueue.
 func (c *Client) sendOnce(ctx context.Context, msgs []*message) error {
 	m := msgs[0]
+	c.carry(ctx, msgs)
 	payload, err := c.encode(m)
 	if err != nil {
 		return err
@@ -289,6 +305,7 @@ func (c *Client) sendOnce(ctx context.Context, msgs []*message) error {
 // itself (see Get), which keeps an enqueue at one Redis round trip.
 // Workflow steps got their PENDING records at Submit.
 func (c *Client) send(ctx context.Context, msgs []*message) error {
+	c.carry(ctx, msgs)
 	for _, m := range msgs {
 		b, err := c.encode(m)
 		if err != nil {
@@ -302,6 +319,26 @@ func (c *Client) send(ctx context.Context, msgs []*message) error {
 		}
 	}
 	return nil
+}
+
+// carry gives messages that carry nothing yet what the observers'
+// propagators carry for ctx.
+func (c *Client) carry(ctx context.Context, msgs []*message) {
+	if c.obs == nil || len(c.obs.props) == 0 {
+		return
+	}
+	var tc map[string]string
+	for _, m := range msgs {
+		if m.Trace != nil {
+			continue
+		}
+		if tc == nil {
+			if tc = c.obs.inject(ctx); tc == nil {
+				return // nothing to carry
+			}
+		}
+		m.Trace = tc
+	}
 }
 
 // encode encodes m and enforces the client's size limit.

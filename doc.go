@@ -106,6 +106,17 @@
 // its heartbeats stop it runs again within about that timeout, and the next
 // attempt reads the last details with HeartbeatDetails.
 //
+// # Observers
+//
+// WorkerOptions.Observers and ClientOptions.Observers take Observers, told
+// of every enqueue and submit, every delivery of a task from its start to
+// its outcome, retries, waits for a limit, workflows that end and the LLM
+// usage handlers report with ObserveLLM. Package metrics implements one
+// with Prometheus, package tracing one with OpenTelemetry (a span per
+// attempt, a workflow one trace across processes); this package imports
+// neither. Embed BaseObserver in your own. Without observers the hooks cost
+// nothing.
+//
 // # Guarantees
 //
 // Execution is at least once (asynq leases; baton re-enqueues a killed

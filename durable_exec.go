@@ -13,7 +13,6 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/batonhq/baton/backend"
-	"github.com/batonhq/baton/metrics"
 )
 
 // The worker's half of durable runs (protocol in durable.go): the start and
@@ -215,7 +214,7 @@ func (w *Worker) settle(ctx context.Context, log *slog.Logger, m *message, ex *e
 				return true, &errInfra{err}
 			}
 		}
-		metrics.DurableParked(m.Kind, x.waitFor)
+		w.observeParked(ctx, m, x.waitFor)
 		log.Debug("durable run parked", "gen", x.gen, "until", x.wake)
 		return true, nil
 	case x.lost != nil:

@@ -17,7 +17,6 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/batonhq/baton/backend"
-	"github.com/batonhq/baton/metrics"
 )
 
 // The worker side of flow control: before a delivery of a limited kind is
@@ -342,7 +341,7 @@ func (w *Worker) throttle(ctx context.Context, m *message, limit string, wait ti
 	if err := w.be.Throttle(ctx, m.meta(), limit, time.Now().Add(wait), "", ""); err != nil {
 		w.log.Warn("could not record a throttled task", "task", m.ID, "kind", m.Kind, "err", err)
 	}
-	metrics.IncThrottled(m.Kind, limit)
+	w.observeThrottled(ctx, m, limit, wait, nil)
 	w.log.Debug("task throttled", "task", m.ID, "kind", m.Kind, "limit", limit, "wait", wait)
 	return &throttledError{limit: limit, wait: wait, delay: w.wakeAfter(ctx, wait)}
 }
@@ -568,7 +567,7 @@ func (w *Worker) pauseLimits(ctx context.Context, log *slog.Logger, a *admission
 	if err := w.be.Throttle(ctx, m.meta(), limit, time.Now().Add(wait), Retry, herr.Error()); err != nil {
 		log.Warn("could not record a throttled task", "err", err)
 	}
-	metrics.IncThrottled(m.Kind, limit)
+	w.observeThrottled(ctx, m, limit, wait, herr)
 	log.Info("upstream refused for rate: limit paused for every task under it", "limit", limit, "pause", d, "runs_in", wait, "err", herr)
 	return &throttledError{limit: limit, wait: wait, delay: w.wakeAfter(ctx, wait), err: herr}
 }

@@ -35,6 +35,10 @@ type message struct {
 	// (0 for the first); W names the run operation awaiting this child.
 	RG int        `json:"rg,omitempty"`
 	W  *waiterRef `json:"w,omitempty"`
+	// Trace is what the observers' Propagators carried from where the task
+	// was enqueued (the W3C trace context, when tracing is on); absent in
+	// messages of older versions and of producers without one.
+	Trace map[string]string `json:"tc,omitempty"`
 
 	asynqMax int // asynq's retry budget, not sent
 }

@@ -37,6 +37,8 @@ func FuzzDecodeMessage(f *testing.F) {
 		{V: messageVersion, ID: "wf.4", Kind: "sum", Workflow: "wf", Node: 6, Plan: pl, Parent: "wf.3"},
 		{V: messageVersion, ID: "wf.9", Kind: "fetch", Workflow: "wf", Node: 99, Plan: pl},
 		{V: messageVersion, ID: "wf.1", Kind: "fetch", Workflow: "wf", Node: -1, Plan: pl},
+		{V: messageVersion, ID: "t", Kind: "add", Trace: map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}},
+		{V: messageVersion, ID: "wf.1", Kind: "fetch", Workflow: "wf", Node: 1, Plan: pl, Trace: map[string]string{"traceparent": "garbage", "tracestate": "k=v"}},
 	}
 	for _, m := range seeds {
 		b, err := json.Marshal(m)
@@ -51,6 +53,8 @@ func FuzzDecodeMessage(f *testing.F) {
 		`{"v":1,"id":"a","kind":"k","rp":{"delay":"1s","max":"1ms"}}`, `{"v":1,"id":"a","kind":"k","rp":"forever"}`,
 		`{"v":1,"id":"a","kind":"k","mr":-1,"to":-5,"at":9223372036854775807}`,
 		`{"v":1,"id":"a","kind":"k","args":{"deep":[[[[[[1]]]]]]}}`,
+		`{"v":1,"id":"a","kind":"k","tc":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}`,
+		`{"v":1,"id":"a","kind":"k","tc":{"traceparent":1}}`, `{"v":1,"id":"a","kind":"k","tc":{}}`, `{"v":1,"id":"a","kind":"k","tc":null}`,
 		`{"v":1,"id":"w.1","kind":"k","wf":"w","n":1,"pl":{"wf":"w","nodes":[{"t":"chain","p":-1,"i":0,"c":[1]},{"t":"chain","p":0,"i":0,"c":[1]}]}}`,
 		`{"v":1,"id":"w.1","kind":"k","wf":"w","n":1,"pl":{"wf":"w","nodes":[{"t":"chord","p":-1,"i":0,"c":[1,2]},{"t":"task","p":0,"i":0,"id":"w.1","s":{"task":"k"}},{"t":"task","p":0,"i":1,"id":"w.2","s":{"task":"k"}}]}}`,
 		`{"v":1,"id":"w.1","kind":"k","wf":"w","n":1,"pl":{"wf":"w","nodes":[{"t":"group","p":-1,"i":0,"c":[1]},{"t":"task","p":5,"i":0,"id":"w.1","s":{"task":"k"}}]}}`,

@@ -74,6 +74,7 @@ func (w *Worker) replace(ctx context.Context, log *slog.Logger, m *message, retr
 		return &errInfra{err}
 	}
 	log.Info("task replaced by a workflow", "replacement", subID)
+	w.observeEnd(ctx, m, OutcomeReplaced, nil)
 	if wf.end != nil { // it ended as it started: nothing will report its end
 		return w.notifyAwaiter(ctx, note, *wf.end)
 	}

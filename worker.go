@@ -18,7 +18,6 @@ import (
 	"github.com/batonhq/baton/backend"
 	"github.com/batonhq/baton/chain"
 	"github.com/batonhq/baton/internal/defaults"
-	"github.com/batonhq/baton/metrics"
 )
 
 // Worker defaults.
@@ -71,6 +70,11 @@ type WorkerOptions struct {
 	// MaxOperationsDefault (10,000) and MaxRecordedBytesDefault (64 MiB).
 	MaxOperations    int
 	MaxRecordedBytes int
+	// Observers are told of every delivery, retry, wait for a limit,
+	// workflow end and LLM usage (see Observer), and of what the worker's
+	// own client enqueues and submits. Package metrics and package tracing
+	// implement Observer. Defaults to none, which costs nothing.
+	Observers []Observer
 }
 
 // Worker runs registered tasks from Redis queues. Start as many as you like,
@@ -101,6 +105,8 @@ type Worker struct {
 	stopLimits context.CancelFunc
 	limitsDone chan struct{}
 	timers     wakeTimers
+
+	obs *observers // nil: none
 }
 
 // NewWorker returns a Worker on rdb, which the caller keeps ownership of.
@@ -150,6 +156,7 @@ func NewWorker(rdb redis.UniversalClient, opts *WorkerOptions) (*Worker, error) 
 		return nil, err
 	}
 	client.sizeSetting = "WorkerOptions.MaxPayloadBytes"
+	client.obs = newObservers(o.Observers, o.Logger)
 	return &Worker{
 		rdb:    rdb,
 		client: client,
@@ -157,6 +164,7 @@ func NewWorker(rdb redis.UniversalClient, opts *WorkerOptions) (*Worker, error) 
 		log:    o.Logger,
 		opts:   o,
 		defs:   map[string]Definition{},
+		obs:    client.obs,
 	}, nil
 }
 
@@ -339,7 +347,7 @@ func (m *message) meta() backend.Meta {
 }
 
 // process is the asynq handler: the whole life of one delivery.
-func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
+func (w *Worker) process(ctx context.Context, t *asynq.Task) (err error) {
 	m, err := decodeMessage(t.Payload())
 	if err != nil {
 		id, _ := asynq.GetTaskID(ctx)
@@ -363,6 +371,8 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 		return w.reject(ctx, log, m, t.Payload(), err)
 	}
 	meta := m.meta()
+	ctx, at := w.beginAttempt(ctx, m, retried)
+	defer func() { at.finish(ctx, &err) }()
 
 	// asynq schedules in whole seconds and may deliver up to a second
 	// early: never start before the time the caller asked for.
@@ -438,6 +448,7 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	start := time.Now()
+	at.ran(start, maxRetries)
 	hctx, ex, err := w.prepare(withTaskInfo(ctx, m, retried, maxRetries), def, m, st, delivery)
 	if err != nil {
 		return err
@@ -474,7 +485,7 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 		if !IsPermanent(herr) && maxRetries > 0 {
 			msg = fmt.Sprintf("%s (gave up after %d attempts)", msg, retried+1)
 		}
-		metrics.ObserveTask(m.Kind, "failure", time.Since(start))
+		w.observeEnd(ctx, m, OutcomeFailure, herr)
 		log.Warn("task failed", "attempt", retried+1, "err", herr)
 		return w.fail(ctx, log, m, retried, Failure, "", msg, true)
 	}
@@ -489,8 +500,7 @@ func (w *Worker) process(ctx context.Context, t *asynq.Task) error {
 		}
 		delay = policy.DelayFor(retried)
 	}
-	metrics.ObserveTask(m.Kind, "retry", time.Since(start))
-	metrics.IncRetry(m.Kind)
+	w.observeRetry(ctx, m, delay, herr)
 	next := time.Now().Add(delay)
 	log.Info("task will retry", "attempt", retried+1, "max_retries", maxRetries, "in", delay, "err", herr)
 	if _, err := w.be.Finish(ctx, backend.Outcome{ID: m.ID, State: Retry, Error: herr.Error(), Retries: retried + 1, NextTry: next, Meta: &meta}); err != nil {
@@ -554,7 +564,7 @@ func (w *Worker) succeed(ctx context.Context, log *slog.Logger, m *message, retr
 		log.Warn("could not record success; will run again", "err", err)
 		return &errInfra{err}
 	}
-	metrics.ObserveTask(m.Kind, "success", time.Since(start))
+	w.observeEnd(ctx, m, OutcomeSuccess, nil)
 	log.Debug("task succeeded", "duration", time.Since(start))
 	if !sts[0].Written {
 		return w.afterRecorded(ctx, m, sts[0])
@@ -578,6 +588,9 @@ func (w *Worker) fail(ctx context.Context, log *slog.Logger, m *message, retried
 	if err != nil {
 		log.Warn("could not record failure; will retry", "err", err)
 		return &errInfra{err}
+	}
+	if w.obs != nil {
+		w.observeEnd(ctx, m, outcomeOf(state), errors.New(msg))
 	}
 	if err := w.afterFailure(ctx, m, st); err != nil {
 		return err

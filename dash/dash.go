@@ -41,8 +41,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynqmon"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/batonhq/baton"
@@ -74,8 +72,12 @@ type Options struct {
 	// RefreshInterval is how often a running workflow's page polls for
 	// changes. Defaults to 1.5s.
 	RefreshInterval time.Duration
-	// Metrics serves /metrics. Defaults to package metrics' registry plus a
-	// collector of queue sizes (read at most every 5s).
+	// Metrics serves /metrics. Defaults to a registry of its own
+	// (metrics.NewRegistry: Go runtime and process) with collectors of queue
+	// sizes and limit usage (read at most every 5s). A program that runs
+	// workers beside the dashboard passes the registry of their
+	// metrics.Observer here (metrics.Handler), with WatchQueues and
+	// WatchLimits on it.
 	Metrics http.Handler
 }
 
@@ -108,10 +110,9 @@ func New(rdb redis.UniversalClient, client *baton.Client, opts Options) http.Han
 		opts.RefreshInterval = RefreshIntervalDefault
 	}
 	if opts.Metrics == nil {
-		local := prometheus.NewRegistry()
-		local.MustRegister(metrics.NewQueueCollector(rdb, 0), metrics.NewLimitCollector(rdb, 0))
-		g := prometheus.Gatherers{metrics.Registry(), local}
-		opts.Metrics = promhttp.HandlerFor(g, promhttp.HandlerOpts{})
+		reg := metrics.NewRegistry()
+		reg.MustRegister(metrics.NewQueueCollector(rdb, 0), metrics.NewLimitCollector(rdb, 0))
+		opts.Metrics = metrics.Handler(reg)
 	}
 	s := &server{opts: opts, rdb: rdb, client: client, store: &store{rdb: rdb, client: client},
 		log: opts.Logger.With("component", "dash"), pages: mustPages()}

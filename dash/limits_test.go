@@ -13,11 +13,13 @@ import (
 	"github.com/batonhq/baton/backend"
 	"github.com/batonhq/baton/dash"
 	"github.com/batonhq/baton/internal/redistest"
+	"github.com/batonhq/baton/metrics"
 )
 
 // TestLimitsPage: the dashboard lists the limits workers enforce, with
 // their usage and the tasks waiting on them, as a page, as JSON and in
-// /metrics.
+// /metrics; a dashboard given the registry of its process's workers
+// (Options.Metrics) serves their throttled counts too.
 func TestLimitsPage(t *testing.T) {
 	f := setup(t)
 	srv := f.serve(t, dash.Options{})
@@ -39,8 +41,14 @@ func TestLimitsPage(t *testing.T) {
 		}
 		return 1, nil
 	}, &baton.TaskOptions{Queue: "limited", ConcurrencyLimits: []baton.ConcurrencyLimit{{Name: "one-at-a-time", Max: 1}}})
+	reg := metrics.NewRegistry()
+	obs, err := metrics.NewObserver(reg)
+	require.NoError(t, err)
+	defer metrics.WatchLimits(reg, f.rdb)()
+	withWorker := f.serve(t, dash.Options{Metrics: metrics.Handler(reg)})
 	w, err := baton.NewWorker(f.rdb, &baton.WorkerOptions{Concurrency: 4, Logger: quiet(), PollInterval: 20 * time.Millisecond,
-		ShutdownTimeout: 5 * time.Second, Queues: map[string]int{"limited": 1}}) // the fixture's worker serves default
+		ShutdownTimeout: 5 * time.Second, Queues: map[string]int{"limited": 1}, // the fixture's worker serves default
+		Observers: []baton.Observer{obs}})
 	require.NoError(t, err)
 	require.NoError(t, w.Register(hourly, single))
 	require.NoError(t, w.Start())
@@ -78,5 +86,9 @@ func TestLimitsPage(t *testing.T) {
 	require.Contains(t, m, `baton_limit_waiting_tasks{limit="hourly",type="rate"} 2`)
 	require.Contains(t, m, `baton_limit_waiting_tasks{limit="one-at-a-time",type="concurrency"} 2`)
 	require.Contains(t, m, `baton_limit_usage_ratio{limit="one-at-a-time",type="concurrency"} 1`)
+	require.NotContains(t, m, `baton_throttled_total`, "no worker runs in the default dashboard's process")
+
+	_, m = get(t, withWorker.URL+"/metrics")
 	require.Contains(t, m, `baton_throttled_total{kind="hourly",limit="hourly"}`)
+	require.Contains(t, m, `baton_limit_waiting_tasks{limit="hourly",type="rate"} 2`)
 }

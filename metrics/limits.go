@@ -53,16 +53,16 @@ func NewLimitCollector(rdb redis.UniversalClient, refresh time.Duration) *LimitC
 	return &LimitCollector{rdb: rdb, refresh: refresh}
 }
 
-// WatchLimits registers a LimitCollector of rdb on the baton registry and
-// returns a function that unregisters it (a worker serving --metrics-addr
-// does; the dashboard has its own). When one is registered already, it
+// WatchLimits registers a LimitCollector of rdb on reg and returns a
+// function that unregisters it (a worker serving --metrics-addr does; the
+// dashboard has its own). When one is registered on reg already, it
 // registers nothing and the function does nothing.
-func WatchLimits(rdb redis.UniversalClient) (unregister func()) {
+func WatchLimits(reg prometheus.Registerer, rdb redis.UniversalClient) (unregister func()) {
 	c := NewLimitCollector(rdb, 0)
-	if err := registry.Register(c); err != nil {
+	if err := reg.Register(c); err != nil {
 		return func() {}
 	}
-	return func() { registry.Unregister(c) }
+	return func() { reg.Unregister(c) }
 }
 
 // Describe implements prometheus.Collector.

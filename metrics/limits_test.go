@@ -14,9 +14,10 @@ import (
 func TestWatchLimitsOnce(t *testing.T) {
 	srv := redistest.MustStart(t, redistest.Options{})
 	rdb := srv.Client(t, 0)
-	un1 := metrics.WatchLimits(rdb)
-	un2 := metrics.WatchLimits(rdb)
+	reg := metrics.NewRegistry()
+	un1 := metrics.WatchLimits(reg, rdb)
+	un2 := metrics.WatchLimits(reg, rdb)
 	un2()
 	un1()
-	require.NotPanics(t, func() { metrics.WatchLimits(rdb)() }, "registers again after unregistering")
+	require.NotPanics(t, func() { metrics.WatchLimits(reg, rdb)() }, "registers again after unregistering")
 }

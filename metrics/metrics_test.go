@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/batonhq/baton"
@@ -16,9 +17,9 @@ import (
 	"github.com/batonhq/baton/metrics"
 )
 
-func scrape(t *testing.T) string {
+func scrape(t *testing.T, reg *prometheus.Registry) string {
 	t.Helper()
-	srv := httptest.NewServer(metrics.Handler())
+	srv := httptest.NewServer(metrics.Handler(reg))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL)
 	require.NoError(t, err)
@@ -30,19 +31,28 @@ func scrape(t *testing.T) string {
 }
 
 func TestTaskMetrics(t *testing.T) {
+	reg := metrics.NewRegistry()
+	obs, err := metrics.NewObserver(reg)
+	require.NoError(t, err)
+	ctx := context.Background()
+	fetch := baton.TaskInfo{ID: "t1", Kind: "mt_fetch", Queue: "default"}
 	for range 3 {
-		metrics.ObserveTask("mt_fetch", "SUCCESS", 20*time.Millisecond)
+		obs.TaskFinished(ctx, fetch, baton.TaskEnd{Outcome: baton.OutcomeSuccess, Ran: true, Duration: 20 * time.Millisecond})
 	}
-	metrics.ObserveTask("mt_fetch", metrics.OutcomeFailure, 2*time.Second)
-	metrics.IncRetry("mt_fetch")
-	metrics.IncRetry("mt_fetch")
-	metrics.WorkflowFinished("chord", "SUCCESS")
-	metrics.AddLLMTokens("mt-model", 120, 30)
-	metrics.LLMCacheLookup(true)
-	metrics.LLMCacheLookup(false)
-	metrics.LLMCacheLookup(true)
+	obs.TaskFinished(ctx, fetch, baton.TaskEnd{Outcome: baton.OutcomeFailure, Ran: true, Duration: 2 * time.Second})
+	obs.RetryScheduled(ctx, fetch, baton.RetryInfo{Delay: time.Second})
+	obs.RetryScheduled(ctx, fetch, baton.RetryInfo{Delay: time.Second})
+	obs.WorkflowFinished(ctx, baton.WorkflowEnd{ID: "wf", Kind: "chord", Outcome: baton.OutcomeSuccess})
+	obs.LLMUsed(ctx, baton.LLMUsage{Model: "mt-model", PromptTokens: 120, CompletionTokens: 30, Cache: baton.LLMCacheMiss})
+	obs.LLMUsed(ctx, baton.LLMUsage{Model: "mt-model", Cache: baton.LLMCacheHit})
+	obs.LLMUsed(ctx, baton.LLMUsage{Model: "mt-model", Cache: baton.LLMCacheHit})
+	obs.TaskThrottled(ctx, fetch, baton.ThrottleInfo{Limit: "fetch-rate", Wait: time.Second})
+	// not timed: the handler did not run, or the delivery only waited
+	obs.TaskFinished(ctx, fetch, baton.TaskEnd{Outcome: baton.OutcomeThrottled})
+	obs.TaskFinished(ctx, fetch, baton.TaskEnd{Outcome: baton.OutcomeInterrupted, Ran: true, Duration: time.Second})
+	obs.TaskFinished(ctx, fetch, baton.TaskEnd{Outcome: baton.OutcomeRevoked})
 
-	out := scrape(t)
+	out := scrape(t, reg)
 	for _, want := range []string{
 		`baton_task_duration_seconds_count{kind="mt_fetch",outcome="success"} 3`,
 		`baton_task_duration_seconds_count{kind="mt_fetch",outcome="failure"} 1`,
@@ -53,10 +63,17 @@ func TestTaskMetrics(t *testing.T) {
 		`baton_llm_tokens_total{model="mt-model",type="completion"} 30`,
 		`baton_llm_cache_requests_total{result="hit"} 2`,
 		`baton_llm_cache_requests_total{result="miss"} 1`,
+		`baton_throttled_total{kind="mt_fetch",limit="fetch-rate"} 1`,
 		`go_goroutines`,
 	} {
 		require.Contains(t, out, want)
 	}
+	for _, not := range []string{`outcome="throttled"`, `outcome="interrupted"`, `outcome="revoked"`} {
+		require.NotContains(t, out, not)
+	}
+
+	_, err = metrics.NewObserver(reg)
+	require.ErrorContains(t, err, "one Observer per registry")
 }
 
 func TestQueueCollector(t *testing.T) {
@@ -97,10 +114,11 @@ func TestWatchQueues(t *testing.T) {
 	t.Cleanup(func() { _ = c.Close() })
 	_, err = c.EnqueueKind(context.Background(), "noop", nil, &baton.EnqueueOpts{Queue: "watched"})
 	require.NoError(t, err)
-	unregister := metrics.WatchQueues(rdb)
-	require.Contains(t, scrape(t), `baton_queue_tasks{queue="watched",state="pending"} 1`)
+	reg := metrics.NewRegistry()
+	unregister := metrics.WatchQueues(reg, rdb)
+	require.Contains(t, scrape(t, reg), `baton_queue_tasks{queue="watched",state="pending"} 1`)
 	unregister()
-	require.NotContains(t, scrape(t), `queue="watched"`)
+	require.NotContains(t, scrape(t, reg), `queue="watched"`)
 }
 
 func collect(t *testing.T, c *metrics.QueueCollector) string {

@@ -59,13 +59,14 @@ func NewQueueCollector(rdb redis.UniversalClient, refresh time.Duration) *QueueC
 	return &QueueCollector{insp: asynq.NewInspectorFromRedisClient(rdb), refresh: refresh, now: time.Now}
 }
 
-// WatchQueues registers a QueueCollector of rdb on the baton registry and
-// returns a function that unregisters it. Call it once per process (the
-// dashboard does); workers need not.
-func WatchQueues(rdb redis.UniversalClient) (unregister func()) {
+// WatchQueues registers a QueueCollector of rdb on reg and returns a
+// function that unregisters it. One per registry is enough (the dashboard
+// has one); workers need none. It panics when reg refuses the collector
+// (one is registered already), as prometheus.MustRegister does.
+func WatchQueues(reg prometheus.Registerer, rdb redis.UniversalClient) (unregister func()) {
 	c := NewQueueCollector(rdb, 0)
-	registry.MustRegister(c)
-	return func() { registry.Unregister(c) }
+	reg.MustRegister(c)
+	return func() { reg.Unregister(c) }
 }
 
 // Describe implements prometheus.Collector.

@@ -19,7 +19,6 @@ import (
 
 	"github.com/batonhq/baton"
 	"github.com/batonhq/baton/internal/defaults"
-	"github.com/batonhq/baton/metrics"
 )
 
 // Defaults for LLMConfig, the same as `baton worker`'s; a zero field takes
@@ -240,25 +239,29 @@ func (a *Analyzer) Analyze(ctx context.Context, args AnalyzeArgs) (AnalyzeResult
 	req, truncated, inputChars := a.request(args)
 	key := CacheKey(a.cfg.BaseURL, a.cfg.Model, req)
 	if res, ok := a.cacheGet(ctx, key); ok {
-		metrics.LLMCacheLookup(true)
+		baton.ObserveLLM(ctx, baton.LLMUsage{Model: res.Model, Cache: baton.LLMCacheHit})
 		a.log.DebugContext(ctx, "llm cache hit", "key", key, "model", res.Model)
 		a.setCost(ctx, 0) // no call, no tokens: refund the estimate
 		return res, nil
 	}
-	metrics.LLMCacheLookup(false)
+	usage := baton.LLMUsage{Model: a.cfg.Model, Cache: baton.LLMCacheMiss}
+	defer func() { baton.ObserveLLM(ctx, usage) }() // one report per request, however it ends
 
 	callCtx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
 	defer cancel()
 	start := time.Now()
 	resp, err := a.client.CreateChatCompletion(callCtx, req)
+	usage.Duration = time.Since(start)
 	if err != nil {
 		err = a.classify(ctx, callCtx, resp.Header(), err)
+		usage.Err = err
 		a.log.WarnContext(ctx, "llm call failed", "endpoint", redactURL(a.cfg.BaseURL),
 			"model", a.cfg.Model, "permanent", baton.IsPermanent(err), "err", err.Error())
 		return AnalyzeResult{}, err
 	}
 	if len(resp.Choices) == 0 {
-		return AnalyzeResult{}, fmt.Errorf("llm: %s returned a response with no choices (id %q)", redactURL(a.cfg.BaseURL), resp.ID)
+		usage.Err = fmt.Errorf("llm: %s returned a response with no choices (id %q)", redactURL(a.cfg.BaseURL), resp.ID)
+		return AnalyzeResult{}, usage.Err
 	}
 	msg := resp.Choices[0].Message
 	text := msg.Content
@@ -280,7 +283,7 @@ func (a *Analyzer) Analyze(ctx context.Context, args AnalyzeArgs) (AnalyzeResult
 	a.log.InfoContext(ctx, "llm call", "endpoint", redactURL(a.cfg.BaseURL), "model", res.Model,
 		"prompt_tokens", res.PromptTokens, "completion_tokens", res.CompletionTokens,
 		"truncated", truncated, "duration", time.Since(start))
-	metrics.AddLLMTokens(res.Model, res.PromptTokens, res.CompletionTokens)
+	usage.Model, usage.PromptTokens, usage.CompletionTokens = res.Model, res.PromptTokens, res.CompletionTokens
 	a.setCost(ctx, res.TotalTokens)
 	a.cacheSet(ctx, key, res)
 	return res, nil

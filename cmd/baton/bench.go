@@ -59,5 +59,6 @@ baton's (about two more minutes). A full run takes about five minutes;
 	f.IntVar(&opts.Repeats, "repeats", 0, "Measurements per baton/baseline pair; the median is printed (default 3, 1 with --quick)")
 	f.IntVar(&opts.Concurrency, "concurrency", 0, "Worker concurrency of W2-W4, the same for baton and asynq (default 20)")
 	f.BoolVar(&opts.NoCelery, "no-celery", false, "Do not run the Celery peer script even when it exists")
+	f.BoolVar(&opts.Metrics, "metrics", false, "Run baton's workers with the Prometheus metrics observer, as `baton worker --metrics-addr` does")
 	return cmd
 }

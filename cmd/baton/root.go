@@ -9,14 +9,17 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/batonhq/baton"
 	"github.com/batonhq/baton/config"
 	"github.com/batonhq/baton/tasks"
+	"github.com/batonhq/baton/tracing"
 )
 
 // commands returns the subcommands of baton, in help order: adding one is
@@ -83,6 +86,14 @@ type app struct {
 	defs []baton.Definition
 	cl   *baton.Client
 	log  *slog.Logger
+
+	// service names this process in traces: "baton-" and the command.
+	service string
+	// tracing is set up on first use (observers) when the environment
+	// asks for it (OTEL_EXPORTER_OTLP_ENDPOINT); tp is flushed at Close.
+	tracingDone bool
+	tracer      *tracing.Observer
+	tp          *sdktrace.TracerProvider
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
@@ -116,6 +127,11 @@ func (a *app) addWorkerFlags(cmd *cobra.Command) {
 func (a *app) Logger() *slog.Logger {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	return a.logger()
+}
+
+// logger is Logger with a.mu held.
+func (a *app) logger() *slog.Logger {
 	if a.log == nil {
 		a.log = a.cfg.Logger(a.stderr)
 	}
@@ -186,11 +202,15 @@ func (a *app) Client(ctx context.Context) (*baton.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	obs, err := a.observers(ctx)
+	if err != nil {
+		return nil, err
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.cl == nil {
 		cl, err := baton.NewClient(a.rdb, &baton.ClientOptions{ResultTTL: a.cfg.ResultTTL,
-			MaxCanvasTasks: a.cfg.MaxCanvasTasks, MaxCanvasBytes: int(a.cfg.MaxCanvasBytes)})
+			MaxCanvasTasks: a.cfg.MaxCanvasTasks, MaxCanvasBytes: int(a.cfg.MaxCanvasBytes), Observers: obs})
 		if err != nil {
 			return nil, err
 		}
@@ -198,6 +218,32 @@ func (a *app) Client(ctx context.Context) (*baton.Client, error) {
 		a.cl = cl
 	}
 	return a.cl, nil
+}
+
+// observers returns the observers of this process's clients and workers:
+// the tracing observer when the environment turns tracing on
+// (tracing.Enabled), else none. A bad OTEL_* setting is a usage error.
+func (a *app) observers(ctx context.Context) ([]baton.Observer, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.tracingDone {
+		service := a.service
+		if service == "" {
+			service = "baton"
+		}
+		obs, tp, err := tracing.FromEnv(ctx, service)
+		if err != nil {
+			return nil, &usageError{err}
+		}
+		a.tracingDone, a.tracer, a.tp = true, obs, tp
+		if tp != nil {
+			a.logger().Info("tracing on: spans go to the OTLP/HTTP endpoint of OTEL_EXPORTER_OTLP_ENDPOINT", "service", service)
+		}
+	}
+	if a.tracer == nil {
+		return nil, nil
+	}
+	return []baton.Observer{a.tracer}, nil
 }
 
 // knownKind reports whether kind is one of Definitions.
@@ -223,6 +269,15 @@ func (a *app) Close() error {
 	if a.cl != nil {
 		errs = append(errs, a.cl.Close())
 	}
+	if a.tp != nil {
+		// Flush the spans still buffered; a collector that is down costs
+		// at most this long.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := a.tp.Shutdown(ctx); err != nil {
+			a.logger().Warn("tracing: could not flush spans at exit", "err", err)
+		}
+		cancel()
+	}
 	if a.rdb != nil {
 		errs = append(errs, a.rdb.Close())
 	}
@@ -241,6 +296,7 @@ Settings come from the environment (REDIS_URL, BATON_*), overridden by flags.`,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			a.started = true
+			a.service = "baton-" + cmd.Name()
 			if a.envErr != nil {
 				return &usageError{fmt.Errorf("environment: %w", a.envErr)}
 			}

@@ -40,7 +40,18 @@ same Redis.`,
 }
 
 func runWorker(ctx context.Context, a *app, pollInterval time.Duration) error {
-	w, err := a.newWorker(ctx, pollInterval)
+	// Task metrics are kept only when served: without --metrics-addr the
+	// worker has no metrics observer, which costs nothing.
+	reg := metrics.NewRegistry()
+	var extra []baton.Observer
+	if a.cfg.MetricsAddr != "" {
+		obs, err := metrics.NewObserver(reg)
+		if err != nil {
+			return err
+		}
+		extra = append(extra, obs)
+	}
+	w, err := a.newWorker(ctx, pollInterval, extra...)
 	if err != nil {
 		return err
 	}
@@ -52,36 +63,37 @@ func runWorker(ctx context.Context, a *app, pollInterval time.Duration) error {
 	})
 	defer stop()
 	if addr := a.cfg.MetricsAddr; addr != "" {
-		srv, err := serveMetrics(addr)
+		srv, err := serveMetrics(addr, metrics.Handler(reg))
 		if err != nil {
 			return err
 		}
 		defer srv.Close()
 		if rdb, err := a.Redis(ctx); err == nil {
-			defer metrics.WatchLimits(rdb)() // limit usage beside the worker's counters
+			defer metrics.WatchLimits(reg, rdb)() // limit usage beside the worker's counters
 		}
 		log.Info("serving metrics", "addr", srv.Addr, "path", "/metrics")
 	}
 	return w.Run(ctx)
 }
 
-// serveMetrics serves the Prometheus endpoint for `--metrics-addr`.
-func serveMetrics(addr string) (*http.Server, error) {
+// serveMetrics serves the Prometheus endpoint h for `--metrics-addr`.
+func serveMetrics(addr string, h http.Handler) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, usageErrorf("--metrics-addr %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", metrics.Handler())
+	mux.Handle("/metrics", h)
 	srv := &http.Server{Addr: ln.Addr().String(), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return srv, nil
 }
 
 // newWorker builds a worker from the configuration (concurrency, queues,
-// shutdown timeout, ...) with every known task registered (Definitions). It
-// is not started. pollInterval 0 keeps baton's default.
-func (a *app) newWorker(ctx context.Context, pollInterval time.Duration) (*baton.Worker, error) {
+// shutdown timeout, ...) with every known task registered (Definitions),
+// observed by the process's observers (tracing, when on) and extra. It is
+// not started. pollInterval 0 keeps baton's default.
+func (a *app) newWorker(ctx context.Context, pollInterval time.Duration, extra ...baton.Observer) (*baton.Worker, error) {
 	if pollInterval < 0 {
 		return nil, usageErrorf("--poll-interval %v is negative", pollInterval)
 	}
@@ -93,7 +105,12 @@ func (a *app) newWorker(ctx context.Context, pollInterval time.Duration) (*baton
 	if err != nil {
 		return nil, err
 	}
+	obs, err := a.observers(ctx)
+	if err != nil {
+		return nil, err
+	}
 	w, err := baton.NewWorker(rdb, &baton.WorkerOptions{
+		Observers:       append(obs, extra...),
 		Concurrency:     a.cfg.Concurrency,
 		Queues:          a.cfg.Queues,
 		StrictPriority:  a.cfg.StrictPriority,

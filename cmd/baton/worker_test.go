@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"regexp"
 	"strings"
 	"sync"
@@ -166,4 +168,34 @@ func TestWorkerRedisLogs(t *testing.T) {
 		}
 	}
 	require.True(t, found)
+}
+
+// TestWorkerMetricsAddr: with --metrics-addr the worker serves its task
+// metrics (its metrics observer), the limits' usage and the Go runtime's.
+func TestWorkerMetricsAddr(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := ctxTimeout(t, 60*time.Second)
+	addr := "127.0.0.1:" + closedPort(t)
+	stop := b.startWorkerCmd(t, "--metrics-addr", addr)
+	h, err := b.client.EnqueueKind(ctx, "echo", 1, nil)
+	require.NoError(t, err)
+	_, err = h.Wait(ctx)
+	require.NoError(t, err)
+
+	var body string
+	redistest.WaitFor(t, 10*time.Second, "the echo attempt counted", func() bool {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		body = string(raw)
+		return strings.Contains(body, `baton_task_duration_seconds_count{kind="echo",outcome="success"} 1`)
+	})
+	require.Contains(t, body, "go_goroutines")
+	require.Contains(t, body, "baton_limit_scrape_errors_total 0", "the limits' collector")
+	code, stderr := stop()
+	require.Equal(t, exitOK, code, stderr)
 }

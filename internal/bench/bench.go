@@ -32,6 +32,11 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/batonhq/baton"
+	"github.com/batonhq/baton/metrics"
 )
 
 // Defaults of Options.
@@ -73,6 +78,10 @@ type Options struct {
 	CeleryScript string
 	// NoCelery skips the Celery peer script.
 	NoCelery bool
+	// Metrics runs baton's workers with the Prometheus metrics observer
+	// (package metrics), as `baton worker --metrics-addr` does; without it
+	// they have no observer.
+	Metrics bool
 	// Progress receives one line per measurement while the run goes on.
 	// Nil for none.
 	Progress io.Writer
@@ -238,6 +247,9 @@ func Run(ctx context.Context, w io.Writer, opts Options) error {
 	}
 	rep := &Report{Started: time.Now(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(),
 		N: o.N, Repeats: o.Repeats, Concurrency: o.Concurrency, Quick: o.Quick}
+	if o.Metrics {
+		rep.Notes = append(rep.Notes, "baton's workers ran with the Prometheus metrics observer (--metrics)")
+	}
 	var failed []error
 	for _, name := range o.Workloads {
 		if err := ctx.Err(); err != nil {
@@ -284,6 +296,13 @@ func runWorkload(ctx context.Context, name string, o Options, rep *Report) ([]Ro
 	defer env.stop()
 	if rep.Redis == "" {
 		rep.Redis = env.version
+	}
+	if o.Metrics {
+		obs, err := metrics.NewObserver(prometheus.NewRegistry())
+		if err != nil {
+			return nil, "", err
+		}
+		env.observers = []baton.Observer{obs}
 	}
 	switch name {
 	case "W1":

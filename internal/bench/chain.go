@@ -113,7 +113,7 @@ func batonChains(ctx context.Context, env *redisEnv, n, conc int) (figures, erro
 	a, b := stepA(), stepB()
 	wrdb := env.client()
 	defer wrdb.Close()
-	w, err := batonWorker(wrdb, conc, a, b)
+	w, err := batonWorker(wrdb, conc, env.observers, a, b)
 	if err != nil {
 		return figures{}, err
 	}

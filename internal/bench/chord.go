@@ -46,7 +46,7 @@ func batonChords(ctx context.Context, env *redisEnv, n, conc int) (figures, erro
 	header, body := chordTasks()
 	wrdb := env.client()
 	defer wrdb.Close()
-	w, err := batonWorker(wrdb, conc, header, body)
+	w, err := batonWorker(wrdb, conc, env.observers, header, body)
 	if err != nil {
 		return figures{}, err
 	}

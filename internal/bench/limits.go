@@ -101,7 +101,7 @@ func limitedRate(ctx context.Context, env *redisEnv, n, conc, rate int) (float64
 	}
 	wrdb := env.client()
 	defer wrdb.Close()
-	w, err := batonWorker(wrdb, conc, task)
+	w, err := batonWorker(wrdb, conc, env.observers, task)
 	if err != nil {
 		return 0, err
 	}

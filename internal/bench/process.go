@@ -58,7 +58,7 @@ func batonProcessWith(ctx context.Context, env *redisEnv, n, conc int, opts *bat
 	}, opts)
 	wrdb := env.client()
 	defer wrdb.Close()
-	w, err := batonWorker(wrdb, conc, noop)
+	w, err := batonWorker(wrdb, conc, env.observers, noop)
 	if err != nil {
 		return figures{}, err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/batonhq/baton"
 	"github.com/batonhq/baton/internal/redistest"
 )
 
@@ -27,6 +28,8 @@ type redisEnv struct {
 	dir     string
 	pid     int // 0 when it could not be found
 	version string
+	// observers are given to the baton workers of the run (Options.Metrics).
+	observers []baton.Observer
 }
 
 func startRedis(ctx context.Context) (*redisEnv, error) {

@@ -75,10 +75,11 @@ func asynqServer(rdb redis.UniversalClient, concurrency int, poll time.Duration)
 // queues the baseline does not.
 func baselineQueues() map[string]int { return map[string]int{baton.QueueDefault: 1} }
 
-// batonWorker starts a baton worker with defs; the caller shuts it down.
-func batonWorker(rdb redis.UniversalClient, concurrency int, defs ...baton.Definition) (*baton.Worker, error) {
+// batonWorker starts a baton worker with defs, observed by obs; the caller
+// shuts it down.
+func batonWorker(rdb redis.UniversalClient, concurrency int, obs []baton.Observer, defs ...baton.Definition) (*baton.Worker, error) {
 	w, err := baton.NewWorker(rdb, &baton.WorkerOptions{Concurrency: concurrency, Logger: discardLogger(), ShutdownTimeout: 5 * time.Second,
-		Queues: baselineQueues()})
+		Queues: baselineQueues(), Observers: obs})
 	if err != nil {
 		return nil, err
 	}
