@@ -1,6 +1,16 @@
 // Package asynqx holds what depends on asynq's private Redis layout
-// (asynq v0.26.0, AsynqVersion), pinned by tests that fail, saying what to
-// re-check, when an asynq upgrade changes it.
+// (asynq v0.26.0, AsynqVersion): the task message codec, a go-redis hook on
+// an asynq server's own client that batches its dequeues and group-commits
+// its acknowledgements. It is the building block of issue 14's throughput
+// work; the integration into baton's worker follows the rules below.
+//
+// Everything is pinned to asynq v0.26.0 by pin_test.go (the scripts the hook
+// intercepts, by SHA1, with their KEYS and ARGV layout, as asynq really calls
+// them) and codec_test.go (asynq's protobuf message, field by field, against
+// asynq's own generated type). An asynq upgrade fails those tests with a
+// message saying what to re-check. At run time an unrecognised script (a new
+// SHA1) simply passes through: the optimisation it carried is off, nothing
+// else changes.
 //
 // # Message codec
 //
@@ -8,7 +18,78 @@
 // field "msg") with protowire: Encode gives the bytes of protobuf's
 // deterministic marshalling of asynq's own message, Decode accepts exactly
 // what protobuf's unmarshalling accepts (FuzzDecode checks both against
-// asynq's generated type, which codec_test.go also pins field by field). A
-// message written here is read back identically by asynq's Inspector and
-// run by an asynq.Server; one written by asynq.Client decodes here.
+// asynq's generated type). A message written here is read back identically
+// by asynq's Inspector and run by an asynq.Server; one written by
+// asynq.Client decodes here.
+//
+// # Batched dequeue
+//
+// asynq's processor dequeues one task per round trip from one goroutine.
+// The hook answers that call itself: from a per-queue buffer when it holds a
+// task of the queue asked for (no round trip), else with one script
+// (batchDequeueScript) that moves up to K tasks from pending to active and
+// returns them; the first goes to asynq, the rest to the buffer.
+//
+// What it guarantees:
+//   - Same state as asynq's dequeue, task by task: RPOPLPUSH pending→active,
+//     state "active", pending_since removed, ZADD lease with the expiry asynq
+//     chose for the call that triggered the batch; a paused queue gives
+//     nothing. asynqmon and the Inspector see a buffered task as active, as
+//     they see any task between asynq's dequeue and its start.
+//   - K is the slots free right now: Concurrency − tasks handed to asynq and
+//     not acknowledged − tasks buffered, at most BatchMax (100). Every
+//     buffered task therefore has a free slot, and asynq's processor (which
+//     dequeues whenever it holds a free slot) takes them within
+//     microseconds. Tasks asynq drops without an acknowledgement (a lost
+//     lease) stop counting one heartbeat later (the hook reads asynq's
+//     heartbeat, which lists the tasks it runs).
+//   - Bounded wait: a buffered task not taken within BufferAge (1 s, at most
+//     BufferAgeMax 2 s) goes back to the head of pending (asynq's requeue,
+//     and its pending_since restored), in the order it would have been
+//     served. Why 2 s at most: baton's orphan recovery (recover.go) re-runs
+//     an active task no live server has listed for 8 s, and asynq lists a
+//     started task within one heartbeat (5 s): a task must start within 3 s
+//     of its dequeue. asynq's lease: the Redis lease of a task served from
+//     the buffer after x ≤ BufferAge is x older than asynq's own view of it;
+//     the next heartbeat (≤ 5 s) extends both, and asynq's recoverer only
+//     reclaims a lease expired for 30 s, so no two workers ever hold it.
+//   - Shutdown: Close (after the server's Shutdown) gives every buffered
+//     task back at once; while asynq's shutdown waits for running tasks the
+//     expiry gives them back within BufferAge. A killed process leaves its
+//     buffered tasks active and unlisted, exactly like its running tasks:
+//     baton's orphan recovery re-runs them (8–11 s), else asynq's lease
+//     recovery (60–90 s). At-least-once delivery is unchanged.
+//   - Queues: a batch comes from the queue asynq's processor asked for, in
+//     its weighted or strict order; another queue's dequeue is served from
+//     that queue's buffer or from Redis. A task moved before its queue is
+//     paused still runs (as an in-flight task does with asynq).
+//
+// Costs: one script call per batch (four commands per task inside it, as
+// asynq's), one timer while anything is buffered. Works on Redis Cluster:
+// every key of a batch is in its queue's {q} slot.
+//
+// # Group-commit acknowledgement
+//
+// asynq's acknowledgements (done, done with a unique lock, mark as
+// complete, retry, archive, requeue) from concurrent workers go to Redis in
+// shared pipelines: one goroutine sends what is queued the moment it is
+// free, and what arrives meanwhile goes in the next pipeline. Each call is
+// still asynq's own EVALSHA, so it is as atomic as before and its caller
+// gets its own reply (OK, NOT FOUND, …); a NOSCRIPT reply goes back to the
+// caller, whose go-redis then sends the script's text (that EVAL passes
+// through). Close sends what is queued. Linger (default 0) would wait for
+// more calls before sending: 100 µs and 200 µs were measured no better than
+// 0 on this machine (fewer round trips at concurrency 10, no gain in CPU per
+// task or throughput, and added latency when idle), so 0 it is. Linger < 0
+// turns group commit off.
+//
+// # Integration rules
+//
+//   - One Hook per asynq.Server, on that server's own client (the hook
+//     counts slots against Options.Concurrency, which must equal the
+//     server's), added after baton's long-poll hook: the long poll then sees
+//     asynq's dequeue and the hook's answers (redis.Nil when nothing was
+//     there, as asynq's), and the batch script reaches Redis through the
+//     rest of the chain only.
+//   - Close the hook after the server's Shutdown.
 package asynqx
