@@ -1,8 +1,9 @@
 // Package asynqx holds what depends on asynq's private Redis layout
 // (asynq v0.26.0, AsynqVersion): the task message codec, a go-redis hook on
 // an asynq server's own client that batches its dequeues and group-commits
-// its acknowledgements. It is the building block of issue 14's throughput
-// work; the integration into baton's worker follows the rules below.
+// its acknowledgements, and a fused step completion script. It is the
+// building block of issue 14's throughput work; the integration into baton's
+// worker follows the rules below.
 //
 // Everything is pinned to asynq v0.26.0 by pin_test.go (the scripts the hook
 // intercepts, by SHA1, with their KEYS and ARGV layout, as asynq really calls
@@ -83,6 +84,43 @@
 // task or throughput, and added latency when idle), so 0 it is. Linger < 0
 // turns group commit off.
 //
+// # Fused step completion
+//
+// Hook.Complete runs one script (a Completer) on a single Redis node that,
+// atomically: runs the caller's Lua prologue with its own KEYS and ARGV
+// (baton's SUCCESS record and hand-off bookkeeping, passed by the
+// integration as Completion.Keys/Args); acknowledges the current task as
+// asynq's done does (LREM active, ZREM lease, DEL its hash, the processed
+// counters, its unique lock); enqueues the next tasks as asynq.Client does
+// (pending, or scheduled for a later ProcessAt; an existing id is a conflict
+// and is left alone); and publishes the wake-up channel once per queue that
+// got a pending task. The prologue returns reply[, proceed]: proceed false
+// stops the call before anything of asynq's is touched (the caller takes
+// the multi-trip path, e.g. to hand on a result another delivery stored); a
+// redis.error_reply fails it (what the prologue wrote stays: validate
+// first). An acknowledgement that finds the task no longer active (its
+// lease was lost and it was recovered) still enqueues: what the prologue
+// recorded is handed on, and the re-delivery finds the record.
+//
+// When asynq then acknowledges that task (done, or retry/archive/requeue if
+// the handler failed afterwards), the hook answers OK without Redis; asynq's
+// own script would find it gone, log NOT FOUND and have its syncer retry.
+//
+// Fallback rules (the caller runs its current multi-trip path: its own
+// writes, asynq.Client's enqueue, asynq's own acknowledgement):
+//   - ErrFusedUnavailable: the client is a Redis Cluster (or a Ring).
+//     asynq's keys are in the {queue} slot and baton's in {workflow}; one
+//     script cannot hold both. SupportsFused tells in advance: a single node
+//     or a Sentinel-managed one (*redis.Client) yes, Cluster no.
+//   - ErrUnknownTask: the task was not handed to asynq by this hook (or
+//     asynq has acknowledged it already).
+//   - ErrNotFusable: the task has a Retention (asynq marks it completed).
+//   - Any other error: nothing is known of what ran, and asynq's own
+//     acknowledgement goes to Redis as usual; a step whose record was
+//     written is handed on by the re-delivery, as today.
+//
+// Concurrent Complete calls share round trips in the group commit.
+//
 // # Integration rules
 //
 //   - One Hook per asynq.Server, on that server's own client (the hook
@@ -92,4 +130,6 @@
 //     there, as asynq's), and the batch script reaches Redis through the
 //     rest of the chain only.
 //   - Close the hook after the server's Shutdown.
+//   - A handler that completes with Complete passes asynq.GetTaskID of its
+//     context as TaskID, and returns normally afterwards.
 package asynqx

@@ -23,6 +23,8 @@ const (
 	HeartbeatInterval = 5 * time.Second
 	// statsTTL is how long asynq keeps a day's processed/failed counters.
 	statsTTL = 90 * 24 * time.Hour
+	// allQueues is the set of every queue name asynq knows.
+	allQueues = "asynq:queues"
 )
 
 func queuePrefix(q string) string       { return "asynq:{" + q + "}:" }
