@@ -71,6 +71,11 @@ lint: ## Check gofmt, run go vet and golangci-lint (when installed), with and wi
 bench: ## Run the throughput benchmark (go run ./cmd/baton bench $$BENCH_ARGS)
 	$(GO) run ./cmd/baton bench $(BENCH_ARGS)
 
+ASYNQX_BENCH_ARGS ?=
+.PHONY: bench/asynqx
+bench/asynqx: ## Measure internal/asynqx (batched dequeue, group commit, fused completion) against raw asynq ($$ASYNQX_BENCH_ARGS)
+	$(GO) run ./internal/asynqx/asynqxbench $(ASYNQX_BENCH_ARGS)
+
 chaos: ## Run the chaos suite (kills workers and Redis mid-run)
 	$(GO) run ./internal/chaos $(CHAOS_ARGS)
 
