@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -222,52 +223,20 @@ func (h *Hook) Complete(ctx context.Context, c *Completer, req Completion) (Comp
 		return Completed{}, ErrFusedUnavailable
 	}
 	now := time.Now()
-	keys := make([]string, 0, len(req.Keys)+7+2*len(req.Next))
-	keys = append(keys, req.Keys...)
-	args := make([]any, 0, 9+len(req.Args)+4*len(req.Next))
+	ackKeys, unique, err := h.ackKeys(req.TaskID, now)
+	if err != nil {
+		return Completed{}, err
+	}
+	nextKeys, nextArgs, err := nextTasks(req.Next, now)
+	if err != nil {
+		return Completed{}, err
+	}
+	keys := slices.Concat(req.Keys, ackKeys, nextKeys)
+	args := make([]any, 0, 9+len(req.Args)+len(nextArgs))
 	args = append(args, len(req.Keys), len(req.Args))
 	args = append(args, req.Args...)
-	unique := "0"
-	if req.TaskID != "" {
-		h.mu.Lock()
-		t, ok := h.running[req.TaskID]
-		h.mu.Unlock()
-		if !ok {
-			return Completed{}, fmt.Errorf("task %s: %w", req.TaskID, ErrUnknownTask)
-		}
-		m, err := Decode([]byte(t.msg))
-		if err != nil {
-			return Completed{}, fmt.Errorf("asynqx: complete task %s: %w", req.TaskID, err)
-		}
-		if m.Retention > 0 {
-			return Completed{}, fmt.Errorf("task %s: %w", req.TaskID, ErrNotFusable)
-		}
-		q := t.queue
-		keys = append(keys, activeKey(q), leaseKey(q), taskKey(q, req.TaskID), processedKey(q, now), processedTotalKey(q))
-		if m.UniqueKey != "" {
-			keys = append(keys, m.UniqueKey)
-			unique = "1"
-		}
-	}
 	args = append(args, req.TaskID, now.Add(statsTTL).Unix(), int64(math.MaxInt64), now.UnixNano(), req.Wake, len(req.Next), unique)
-	for i, n := range req.Next {
-		if err := checkNext(n.Msg); err != nil {
-			return Completed{}, fmt.Errorf("asynqx: complete: next task %d: %w", i, err)
-		}
-		enc, err := Encode(n.Msg)
-		if err != nil {
-			return Completed{}, err
-		}
-		q, at, list := n.Msg.Queue, int64(0), pendingKey(n.Msg.Queue)
-		if n.ProcessAt.After(now) {
-			at, list = n.ProcessAt.Unix(), scheduledKey(q)
-		}
-		keys = append(keys, taskKey(q, n.Msg.ID), list)
-		args = append(args, enc, n.Msg.ID, at, q)
-	}
-	if len(req.Next) > 0 {
-		keys = append(keys, allQueues)
-	}
+	args = append(args, nextArgs...)
 	h.stats.completes.Add(1)
 	res, err := h.runScript(ctx, c.s, keys, args)
 	if err != nil {
@@ -280,11 +249,66 @@ func (h *Hook) Complete(ctx context.Context, c *Completer, req Completion) (Comp
 	if out.Proceeded && req.TaskID != "" {
 		h.mu.Lock()
 		if _, ok := h.running[req.TaskID]; ok {
-			h.fused[req.TaskID] = true
+			h.fused[req.TaskID] = true // answer asynq's own ack locally
 		}
 		h.mu.Unlock()
 	}
 	return out, nil
+}
+
+// ackKeys are the KEYS of the acknowledgement of task id (none for ""),
+// and "1" when it holds a unique lock (its key is the last), else "0".
+func (h *Hook) ackKeys(id string, now time.Time) ([]string, string, error) {
+	if id == "" {
+		return nil, "0", nil
+	}
+	h.mu.Lock()
+	t, ok := h.running[id]
+	h.mu.Unlock()
+	if !ok {
+		return nil, "", fmt.Errorf("task %s: %w", id, ErrUnknownTask)
+	}
+	m, err := Decode([]byte(t.msg))
+	if err != nil {
+		return nil, "", fmt.Errorf("asynqx: complete task %s: %w", id, err)
+	}
+	if m.Retention > 0 {
+		return nil, "", fmt.Errorf("task %s: %w", id, ErrNotFusable)
+	}
+	q := t.queue
+	keys := []string{activeKey(q), leaseKey(q), taskKey(q, id), processedKey(q, now), processedTotalKey(q)}
+	if m.UniqueKey == "" {
+		return keys, "0", nil
+	}
+	return append(keys, m.UniqueKey), "1", nil
+}
+
+// nextTasks are the KEYS and ARGV of the enqueue of next: per task its
+// hash and its list (pending, or scheduled for a later ProcessAt), then
+// asynq:queues; per task its message, id, process_at ("0" for now) and
+// queue.
+func nextTasks(next []Next, now time.Time) ([]string, []any, error) {
+	if len(next) == 0 {
+		return nil, nil, nil
+	}
+	keys := make([]string, 0, 2*len(next)+1)
+	args := make([]any, 0, 4*len(next))
+	for i, n := range next {
+		if err := checkNext(n.Msg); err != nil {
+			return nil, nil, fmt.Errorf("asynqx: complete: next task %d: %w", i, err)
+		}
+		enc, err := Encode(n.Msg)
+		if err != nil {
+			return nil, nil, fmt.Errorf("asynqx: complete: next task %d: %w", i, err)
+		}
+		q, at, list := n.Msg.Queue, int64(0), pendingKey(n.Msg.Queue)
+		if n.ProcessAt.After(now) {
+			at, list = n.ProcessAt.Unix(), scheduledKey(q)
+		}
+		keys = append(keys, taskKey(q, n.Msg.ID), list)
+		args = append(args, enc, n.Msg.ID, at, q)
+	}
+	return append(keys, allQueues), args, nil
 }
 
 // runScript runs one of this package's scripts in the group commit, or
