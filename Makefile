@@ -15,7 +15,7 @@ FUZZTIME ?= 20s
 BENCH_ARGS ?=
 CHAOS_ARGS ?=
 # The packages holding the tests behind the build tag topology.
-TOPOLOGY_PKGS ?= ./internal/redistest/ ./internal/topology/
+TOPOLOGY_PKGS ?= ./internal/redistest/ ./internal/topology/ ./internal/asynqx/
 TOPOLOGY_TIMEOUT ?= 5m
 
 .PHONY: help build test test/short test/race test/topology test/browser lint bench chaos demo fuzz tidy clean
@@ -70,6 +70,11 @@ lint: ## Check gofmt, run go vet and golangci-lint (when installed), with and wi
 
 bench: ## Run the throughput benchmark (go run ./cmd/baton bench $$BENCH_ARGS)
 	$(GO) run ./cmd/baton bench $(BENCH_ARGS)
+
+ASYNQX_BENCH_ARGS ?=
+.PHONY: bench/asynqx
+bench/asynqx: ## Measure internal/asynqx (batched dequeue, group commit, fused completion) against raw asynq ($$ASYNQX_BENCH_ARGS)
+	$(GO) run ./internal/asynqx/asynqxbench $(ASYNQX_BENCH_ARGS)
 
 chaos: ## Run the chaos suite (kills workers and Redis mid-run)
 	$(GO) run ./internal/chaos $(CHAOS_ARGS)
